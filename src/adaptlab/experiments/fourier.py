@@ -1,0 +1,239 @@
+"""The 1D-function meta-learning study with a closed-form inner solver.
+
+Does meta-learning find the true features? Feature weights c are trained by gradient descent through the
+min-norm interpolator of each task's training points, and compared, as the number n of training points of a
+new task grows, with all-ones weights ("init"), an oracle that knows the support S, and the zero predictor.
+
+The pieces other Fourier studies reuse: :class:`FourierConfig`, :func:`build_tasks`, :func:`train_and_evaluate`
+(the loop with evaluation, checkpoints and resume; pass another ``inner``/``point_loss``/metric),
+:func:`fourier_figures` and :func:`fourier_summary`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from adaptlab.config import BaseConfig, check
+from adaptlab.eval.shots import (
+    ShotsData,
+    constant_curve,
+    eval_sizes,
+    make_shots_data,
+    mse_metric,
+    shots_curve,
+)
+from adaptlab.inner.lstsq import min_norm_lstsq, weighted_min_norm
+from adaptlab.meta.feature_weights import FeatureWeights, closed_form_inner, squared_error
+from adaptlab.runner import Checkpoint, Experiment, progress
+from adaptlab.tasks.fourier import FourierTasks, fourier_features, grid_points, validate_fourier
+
+
+@dataclass
+class TaskConfig:
+    d: int = 501  # odd: the constant plus (d-1)/2 sin/cos pairs
+    support: list[int] = field(default_factory=lambda: list(range(5, 11)))  # sin/cos of frequencies 3, 4, 5
+    x: Literal["grid", "uniform"] = "grid"  # how inner (training) points are drawn, in training and eval
+    n_inner: int = 32
+    n_meta: int = 64  # fresh uniform query points per task for the meta loss
+    noise: float = 0.1  # std of the training-label noise; test labels are clean
+
+
+@dataclass
+class MetaConfig:
+    steps: int = 100
+    tasks_per_step: int = 5
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 1e-2
+    reduction: Literal["sum", "mean"] = "sum"  # the study's lr 1e-2 is for the loss summed over query points
+    init: float = 1.0  # initial feature weights (all ones)
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10  # evaluate at step 0 and every `every` meta-steps (and at the end)
+    num_tasks: int = 10
+    n_test: int = 1000
+    num_sizes: int = 40  # log-spaced sizes from 1 to max_factor * d, plus n_inner and |S| - 1, |S|, |S| + 1
+    max_factor: float = 3.0
+    oracle_ridge: float = 1e-10  # tiny ridge for the oracle on grids (columns that vanish on the grid drop out)
+
+
+@dataclass
+class FourierConfig(BaseConfig):
+    seed: int = 7
+    task: TaskConfig = field(default_factory=TaskConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        t, m, e = self.task, self.meta, self.eval
+        validate_fourier(t.d, t.support, t.x, t.n_inner, t.n_meta, t.noise, prefix="task.")
+        check(len(set(t.support)) == len(t.support), "task.support", t.support, "distinct feature indices")
+        check(m.steps >= 0, "meta.steps", m.steps, "a non-negative integer")
+        check(m.tasks_per_step >= 1, "meta.tasks_per_step", m.tasks_per_step, "a positive integer")
+        check(m.lr > 0, "meta.lr", m.lr, "a positive number")
+        check(e.every >= 1, "eval.every", e.every, "a positive integer")
+        check(e.num_tasks >= 1, "eval.num_tasks", e.num_tasks, "a positive integer")
+        check(e.n_test >= 1, "eval.n_test", e.n_test, "a positive integer")
+        check(e.num_sizes >= 2, "eval.num_sizes", e.num_sizes, "an integer >= 2")
+        check(e.max_factor > 0, "eval.max_factor", e.max_factor, "a positive number")
+        check(e.oracle_ridge >= 0, "eval.oracle_ridge", e.oracle_ridge, "a non-negative number")
+        check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "a positive integer")
+
+
+def build_tasks(cfg: FourierConfig, labels: str = "regression", flip_prob: float = 0.0) -> FourierTasks:
+    t = cfg.task
+    return FourierTasks(d=t.d, support=t.support, x=t.x, n_support=t.n_inner, n_query=t.n_meta, noise=t.noise,
+                        labels=labels, flip_prob=flip_prob, dtype=torch.float64, device=cfg.device)
+
+
+def study_sizes(cfg: FourierConfig) -> list[int]:
+    t, e = cfg.task, cfg.eval
+    s = len(t.support)
+    return eval_sizes(1, max(2, round(e.max_factor * t.d)), e.num_sizes, [t.n_inner, s - 1, s, s + 1])
+
+
+def weighted_fit(c: torch.Tensor):
+    """fit(phi (n, d), y (T, n)) -> alpha (T, d): min-norm on features weighted by c, all tasks at once."""
+    return lambda phi, y: weighted_min_norm(phi, c, y.mT)[1].mT
+
+
+def oracle_fit(support: list[int], ridge: float, tol: float = 1e-10):
+    """Least squares on the columns of S only; columns that vanish on the training points are dropped
+    (zeroed, so the ridge/min-norm gives them coefficient 0)."""
+    def fit(phi, y):
+        cols = phi[:, support]  # (n, |S|)
+        alive = (cols.abs().amax(0) > tol).to(cols.dtype)
+        coef_s = min_norm_lstsq(cols * alive, y.mT, ridge=ridge).mT * alive  # (T, |S|)
+        alpha = phi.new_zeros(y.shape[0], phi.shape[-1])
+        alpha[:, support] = coef_s
+        return alpha
+    return fit
+
+
+def baseline_curves(cfg: FourierConfig, data: ShotsData, metric=mse_metric, init_fit=None, oracle=None) -> dict:
+    """Curves that do not change during meta-training: all-ones init, oracle, zero predictor."""
+    ridge = cfg.eval.oracle_ridge if cfg.task.x == "grid" else 0.0
+    ones = torch.ones(cfg.task.d, dtype=torch.float64, device=cfg.device)
+    zero = metric(data.coef.new_zeros(data.coef.shape), data)
+    return {"init": shots_curve(init_fit or weighted_fit(ones), data, metric),
+            "oracle": shots_curve(oracle or oracle_fit(cfg.task.support, ridge), data, metric),
+            "zero": constant_curve(zero, data.sizes)}
+
+
+def _example(cfg: FourierConfig, data: ShotsData, fits: dict) -> dict:
+    """Task 0 at n = n_inner: its training points, the truth and each method's fit on a plotting grid."""
+    i = data.sizes.index(cfg.task.n_inner)
+    xp = grid_points(400, torch.float64, data.coef.device)
+    phip = fourier_features(xp, cfg.task.d)
+    out = {"n": cfg.task.n_inner, "x_train": data.x_train[i].tolist(), "y_train": data.y_train[i][0].tolist(),
+           "x": xp.tolist(), "truth": (phip @ data.coef[0]).tolist()}
+    for name, fit in fits.items():
+        out[name] = (phip @ fit(data.phi_train[i], data.y_train[i][:1])[0]).tolist()
+    return out
+
+
+def train_and_evaluate(cfg: FourierConfig, out_dir: Path, resume: bool, tasks: FourierTasks,
+                       learner: FeatureWeights, metric=mse_metric, desc: str = "meta-train",
+                       baselines: dict | None = None, sizes: list[int] | None = None, fit_factory=weighted_fit,
+                       example: bool = True) -> dict:
+    """The meta-training loop: sample tasks, step, evaluate every ``eval.every`` steps, checkpoint, resume.
+
+    Evaluation data are drawn once from their own generator (seed + 1), so every evaluation scores the same
+    tasks and points and a resumed run re-creates them exactly. Returns the results dict of the study.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    data = make_shots_data(tasks, sizes or study_sizes(cfg), cfg.eval.num_tasks, cfg.eval.n_test,
+                           torch.Generator().manual_seed(cfg.seed + 1))
+    base = baselines if baselines is not None else baseline_curves(cfg, data, metric)
+    ckpt = Checkpoint(out_dir, every=cfg.checkpoint_every)
+    state = ckpt.load() if resume else None
+    history, train_loss, start = [], [], 0
+    if state is not None:
+        learner.load_state_dict(state["learner"])
+        gen.set_state(state["gen"])
+        history, train_loss, start = state["history"], state["train_loss"], state["step"]
+
+    def log(step: int) -> None:
+        c = learner.c.detach()
+        history.append({"step": step, "curves": {"meta": shots_curve(fit_factory(c), data, metric), **base},
+                        "feature_weights": c.tolist()})
+
+    if start == 0 and not history:
+        log(0)
+    steps = cfg.meta.steps
+    for step in progress(range(start + 1, steps + 1), total=steps, initial=start, desc=desc):
+        train_loss.append(learner.step(tasks.sample(cfg.meta.tasks_per_step, gen), tasks.features))
+        if step % cfg.eval.every == 0 or step == steps:
+            log(step)
+        if ckpt.due(step) and step < steps:
+            ckpt.save({"learner": learner.state_dict(), "gen": gen.get_state(), "history": history,
+                       "train_loss": train_loss, "step": step})
+    c = learner.c.detach()
+    results = {"curves": history[-1]["curves"], "history": history, "feature_weights": c.tolist(),
+               "train_loss": train_loss, "noise_var": cfg.task.noise ** 2, "support": list(cfg.task.support),
+               "sizes": data.sizes}
+    if example:
+        ones = torch.ones_like(c)
+        results["example"] = _example(cfg, data, {"meta": fit_factory(c), "init": fit_factory(ones)})
+    return results
+
+
+def run(cfg: FourierConfig, out_dir: Path, resume: bool = False) -> dict:
+    tasks = build_tasks(cfg)
+    learner = FeatureWeights(cfg.task.d, init=cfg.meta.init, inner=closed_form_inner, point_loss=squared_error,
+                             reduction=cfg.meta.reduction, optimizer=cfg.meta.optimizer, lr=cfg.meta.lr,
+                             device=cfg.device)
+    return train_and_evaluate(cfg, out_dir, resume, tasks, learner)
+
+
+def fourier_figures(results: dict, cfg: FourierConfig, out_dir: Path, ylabel: str = "test MSE") -> list[str]:
+    from adaptlab.experiments._fourier_plots import plot_curves, plot_example, plot_weights
+
+    names = ["curves.png", "weights.png"]
+    plot_curves(results, cfg, out_dir / "curves.png", ylabel)
+    plot_weights(results, cfg, out_dir / "weights.png")
+    if "example" in results:
+        plot_example(results, out_dir / "example.png")
+        names.append("example.png")
+    return names
+
+
+def _at(curve: dict, n: int) -> float:
+    return curve["mean"][curve["n"].index(n)]
+
+
+def fourier_summary(results: dict, cfg: FourierConfig, metric_name: str = "test MSE") -> str:
+    cur, n0 = results["curves"], cfg.task.n_inner
+    n_max = cur["meta"]["n"][-1]
+    c = torch.tensor(results["feature_weights"])
+    s = cfg.task.support
+    others = torch.ones_like(c, dtype=torch.bool)
+    others[s] = False
+    lines = [f"Meta-learned feature weights after {cfg.meta.steps} steps (d={cfg.task.d}, S={s}, "
+             f"x={cfg.task.x}, n_inner={n0}).", "",
+             f"| method | {metric_name} at n={n0} (mean over {cfg.eval.num_tasks} tasks) | at n={n_max} |",
+             "|---|---|---|"]
+    for m in ("meta", "init", "oracle", "zero"):
+        lines.append(f"| {m} | {_at(cur[m], n0):.4g} | {_at(cur[m], n_max):.4g} |")
+    lines += ["", f"mean |c| on S: {c[s].abs().mean():.3f}; elsewhere: {c[others].abs().mean():.3f} "
+              f"(min {c[others].abs().min():.3f})"]
+    return "\n".join(lines)
+
+
+EXPERIMENTS = [
+    Experiment("fourier-closed-form",
+               "1D Fourier study: meta-learn feature weights through the min-norm solver (grid inner points)",
+               FourierConfig, run, fourier_figures, fourier_summary,
+               quick={"task.d": 101, "meta.steps": 60, "eval.every": 20, "eval.num_sizes": 20}),
+    Experiment("fourier-closed-form-uniform",
+               "1D Fourier study as fourier-closed-form, with uniform random inner points",
+               FourierConfig, run, fourier_figures, fourier_summary, defaults={"task.x": "uniform"},
+               quick={"task.d": 101, "meta.steps": 60, "eval.every": 20, "eval.num_sizes": 20}),
+]
