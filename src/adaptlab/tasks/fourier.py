@@ -157,9 +157,15 @@ class FourierTasks:
 
 
 def validate_fourier(d, support, x, n_support, n_query, noise, labels="regression", flip_prob=0.0,
-                     prefix: str = "") -> None:
-    """Raise ConfigError naming the first invalid setting of a Fourier task family."""
-    from adaptlab.config import check
+                     prefix: str = "", names: dict[str, str] | None = None) -> None:
+    """Raise ConfigError naming the first invalid setting of a Fourier task family.
+
+    ``prefix`` and ``names`` (argument name -> config key) make the message name the caller's config keys.
+    """
+    from adaptlab.config import check as _check
+
+    def check(ok, key, value, accepted):
+        _check(ok, prefix + (names or {}).get(key[len(prefix):], key[len(prefix):]), value, accepted)
 
     check(isinstance(d, int) and d >= 1 and d % 2 == 1, prefix + "d", d, "an odd positive integer (e.g. 501)")
     check(len(support) > 0, prefix + "support", support, "a non-empty list of feature indices")

@@ -1,0 +1,120 @@
+"""The closed-form feature-weight study: meta-gradient oracle, reduced reproduction, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from adaptlab.experiments import get
+from adaptlab.meta.feature_weights import feature_weight_meta_loss
+from adaptlab.runner import Checkpoint, run_experiment
+from adaptlab.tasks.fourier import FourierTasks
+
+from conftest import assert_close
+
+f64 = torch.float64
+
+
+@pytest.mark.parametrize("x,reduction", [("grid", "sum"), ("uniform", "mean")])
+def test_vectorized_meta_gradient_equals_per_task_loop(x, reduction):
+    tasks = FourierTasks(d=41, support=[5, 6, 7, 8], x=x, n_support=12, n_query=20, noise=0.1)
+    batch = tasks.sample(5, torch.Generator().manual_seed(3))
+    c = (1 + 0.2 * torch.randn(41, dtype=f64, generator=torch.Generator().manual_seed(4))).requires_grad_()
+    (g_fast,) = torch.autograd.grad(feature_weight_meta_loss(c, batch, tasks.features, reduction=reduction), c)
+    # Naive reference: one task at a time, a generic pseudo-inverse, Python accumulation.
+    losses = []
+    for t in range(5):
+        A = tasks.features(batch.x_support[t]) * c
+        alpha = c * (torch.linalg.pinv(A) @ batch.y_support[t])
+        pred = tasks.features(batch.x_query[t]) @ alpha
+        losses.append(((pred - batch.y_query[t]) ** 2).sum())
+    total = sum(losses)
+    total = total if reduction == "sum" else total / (5 * 20)
+    (g_loop,) = torch.autograd.grad(total, c)
+    assert_close(g_fast, g_loop, rtol=1e-8, atol=1e-10)
+
+
+def _aliases(d: int, n: int, support_freqs=(3, 4, 5)) -> list[int]:
+    """Feature indices whose frequency aliases with a true frequency on the n-point grid."""
+    ks = [k for k in range(1, (d - 1) // 2 + 1) if k not in support_freqs and min(k % n, n - k % n) in support_freqs]
+    return sorted([2 * k - 1 for k in ks] + [2 * k for k in ks])
+
+
+def _quick(name, tmp_path, **fields):
+    exp = get(name)
+    return run_experiment(exp, exp.config(quick=True, **fields), tmp_path / name).results
+
+
+def _neighbours(curve, n):
+    i = curve["n"].index(n)
+    return curve["mean"][i], min(curve["mean"][i - 1], curve["mean"][i + 1])
+
+
+def test_reduced_run_reproduces_the_grid_findings(tmp_path):
+    r = _quick("fourier-closed-form", tmp_path)
+    meta, init = r["curves"]["meta"], r["curves"]["init"]
+    at, nb = _neighbours(meta, 32)
+    assert at < _neighbours(init, 32)[0] / 10  # meta-learned weights beat all-ones at n_inner
+    assert sum(meta["mean"]) < sum(init["mean"][: len(meta["mean"])])
+    assert at < nb / 5  # a sharp downward spike of the test error exactly at n = n_inner
+    c = torch.tensor(r["feature_weights"]).abs()
+    al = _aliases(501, 32)
+    others = torch.ones(501, dtype=torch.bool)
+    others[list(range(5, 11)) + al] = False
+    assert c[5:11].min() > 2.0  # true features grow
+    assert c[al].max() < 0.6  # their aliases on the 32-point grid are driven toward zero
+    assert (c[others] - 1).abs().max() < 0.05  # unrelated weights stay near 1
+
+
+def test_reduced_run_with_uniform_points_has_no_spike(tmp_path):
+    r = _quick("fourier-closed-form-uniform", tmp_path)
+    meta, init = r["curves"]["meta"], r["curves"]["init"]
+    at, nb = _neighbours(meta, 32)
+    assert at > nb / 3  # no dip at n_inner: the curve is smooth there
+    assert at < _neighbours(init, 32)[0]  # meta-learning still helps
+    c = torch.tensor(r["feature_weights"]).abs()
+    assert c[5:11].min() > 2.0
+
+
+def test_results_format(tmp_path):
+    r = _quick("fourier-closed-form", tmp_path)
+    for m in ("meta", "init", "oracle", "zero"):
+        cur = r["curves"][m]
+        assert len(cur["n"]) == len(cur["mean"]) == len(cur["p10"]) == len(cur["p90"]) == len(r["sizes"])
+        assert all(lo <= hi for lo, hi in zip(cur["p10"], cur["p90"]))
+    assert [h["step"] for h in r["history"]] == [0, 25, 50]
+    assert len(r["feature_weights"]) == 501 and r["history"][0]["feature_weights"] == [1.0] * 501
+    assert {32, 5, 6, 7} <= set(r["sizes"])
+
+
+def test_same_seed_same_results_and_resume_is_exact(tmp_path, monkeypatch):
+    exp = get("fourier-closed-form")
+    cfg = exp.config(["meta.steps=30", "eval.every=10", "checkpoint_every=10", "eval.num_sizes=8",
+                      "task.d=101"])
+    run_experiment(exp, cfg, tmp_path / "a")
+    run_experiment(exp, cfg, tmp_path / "b")
+    a = (tmp_path / "a" / "results.json").read_bytes()
+    assert a == (tmp_path / "b" / "results.json").read_bytes()
+
+    saves = {"n": 0}
+    original = Checkpoint.save
+
+    def interrupt_after_first_checkpoint(self, state):
+        original(self, state)
+        saves["n"] += 1
+        if saves["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "save", interrupt_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, cfg, tmp_path / "c")
+    monkeypatch.setattr(Checkpoint, "save", original)
+    assert not (tmp_path / "c" / "results.json").exists()  # nothing half-written
+    assert (tmp_path / "c" / "checkpoint.pt").exists()
+    assert torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)["step"] == 20
+    run_experiment(exp, cfg, tmp_path / "c", resume=True)
+    assert (tmp_path / "c" / "results.json").read_bytes() == a
+    assert not (tmp_path / "c" / "checkpoint.pt").exists()
+    assert json.loads(a)["history"][-1]["step"] == 30
