@@ -1,0 +1,166 @@
+"""Pieces shared by the ``prune-mnist`` and ``quantize-mnist`` experiments: data splits, training configs,
+resumable stages and latency helpers. (A leading underscore keeps this module out of the registry.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from adaptlab.config import check
+from adaptlab.runner import Checkpoint, progress
+
+
+@dataclass
+class TrainCfg:
+    """Mini-batch training (Adam or SGD with Nesterov momentum, cosine learning-rate decay)."""
+
+    steps: int = 1500          # about 3 epochs of MNIST at batch 128: ~99% test accuracy for the VGG
+    batch_size: int = 128
+    lr: float = 2e-3
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check(self.steps >= 0, "train.steps", self.steps, "an integer >= 0")
+        check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
+
+
+@dataclass
+class DataCfg:
+    """MNIST split: the last ``val_size`` training images are held out for the sensitivity scan / calibration
+    checks; ``train_size`` / ``test_size`` = 0 use all of the rest / all 10000 test images."""
+
+    train_size: int = 0
+    val_size: int = 2000
+    test_size: int = 0
+
+    def __post_init__(self):
+        check(0 <= self.train_size <= 58000, "data.train_size", self.train_size, "0 (all) .. 58000")
+        check(100 <= self.val_size <= 10000, "data.val_size", self.val_size, "100 .. 10000")
+        check(0 <= self.test_size <= 10000, "data.test_size", self.test_size, "0 (all) .. 10000")
+
+
+@dataclass
+class Split:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def mnist_split(cfg: DataCfg, device: str) -> Split:
+    from adaptlab.data.mnist import load_mnist
+
+    ds = load_mnist()
+    n_train = 60000 - cfg.val_size
+    tr = slice(0, cfg.train_size or n_train)
+    te = slice(0, cfg.test_size or 10000)
+
+    def dev(t):
+        return t.to(device)
+
+    return Split(dev(ds.train_x[tr]), dev(ds.train_y[tr]),
+                 dev(ds.train_x[n_train:]), dev(ds.train_y[n_train:]),
+                 dev(ds.test_x[te]), dev(ds.test_y[te]))
+
+
+def mnist1d_split(device: str) -> Split:
+    """MNIST-1D 4000/1000 (the paper's split); the last 500 training signals double as validation."""
+    from adaptlab.data.mnist1d import load_mnist1d
+
+    ds = load_mnist1d()
+    return Split(ds.train_x.to(device), ds.train_y.to(device), ds.train_x[-500:].to(device),
+                 ds.train_y[-500:].to(device), ds.test_x.to(device), ds.test_y.to(device))
+
+
+class Stages:
+    """Named stages whose results (any torch-saveable object) are kept in the run's checkpoint.
+
+    ``run(name, fn)`` returns the stored result when the stage already finished in an interrupted run;
+    otherwise it calls ``fn(resume_state, save)`` where ``save(state)`` stores a partial state for that stage
+    (e.g. from :func:`~adaptlab.compress.train.train_steps`) and ``resume_state`` is that state or None.
+    """
+
+    def __init__(self, out_dir: Path, resume: bool):
+        self.ckpt = Checkpoint(out_dir)
+        loaded = self.ckpt.load() if resume else None
+        self.state = loaded or {"done": {}, "partial": None}
+
+    def run(self, name: str, fn: Callable):
+        if name in self.state["done"]:
+            return self.state["done"][name]
+        partial = self.state["partial"]
+        resume_state = partial["state"] if partial is not None and partial["stage"] == name else None
+
+        def save(state):
+            self.state["partial"] = {"stage": name, "state": state}
+            self.ckpt.save(self.state)
+
+        result = fn(resume_state, save)
+        self.state["done"][name] = result
+        self.state["partial"] = None
+        self.ckpt.save(self.state)
+        return result
+
+
+def train_stage(stages: Stages, name: str, model: torch.nn.Module, data: Split, cfg: TrainCfg, seed: int,
+                leaves: list[torch.Tensor] | None = None, **kwargs) -> dict:
+    """Train ``leaves`` (default: the model's parameters) as the resumable stage ``name``.
+
+    Returns and stores ``{"state": model state_dict, "leaves": [...], "losses": [...]}``; when the stage had
+    already finished in an interrupted run, the stored values are loaded into ``model`` and ``leaves``.
+    """
+    from adaptlab.compress.train import train_steps
+
+    leaves = list(model.parameters()) if leaves is None else list(leaves)
+
+    def fn(resume_state, save):
+        g = torch.Generator().manual_seed(seed)
+        losses = train_steps(model, leaves, data.train_x, data.train_y,
+                             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, generator=g,
+                             optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, resume=resume_state,
+                             save=save, every=100, progress=lambda it, **kw: progress(it, desc=name, **kw),
+                             **kwargs)
+        return {"state": {k: v.clone() for k, v in model.state_dict().items()},
+                "leaves": [p.detach().clone() for p in leaves], "losses": losses}
+
+    out = stages.run(name, fn)
+    model.load_state_dict(out["state"])
+    with torch.no_grad():
+        for p, v in zip(leaves, out["leaves"]):
+            p.copy_(v)
+    model.eval()
+    return out
+
+
+def latency_pair(fn: Callable, example: torch.Tensor, repeats: int) -> dict:
+    """CPU latency of ``fn`` at batch 1 and 64 (median / p10 / p90 ms), one intra-op thread.
+
+    One thread makes the numbers comparable across runs on a shared machine; ``threads`` is recorded.
+    """
+    from adaptlab.compress.size import latency
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reps = max(3, repeats)
+        return {"batch1": latency(fn, example[:1], repeats=reps),
+                "batch64": latency(fn, example[:64], repeats=max(3, reps // 3)), "threads": 1}
+    finally:
+        torch.set_num_threads(prev)
+
+
+def mean_loss_curve(losses: list[float], points: int = 60) -> list[float]:
+    """Losses averaged over ``points`` equal windows (for small plots in results.json)."""
+    if not losses:
+        return []
+    w = max(1, len(losses) // points)
+    return [sum(losses[i:i + w]) / len(losses[i:i + w]) for i in range(0, len(losses), w)]
