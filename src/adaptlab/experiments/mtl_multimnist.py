@@ -1,0 +1,365 @@
+"""``mtl-multimnist``: single-task vs weighting vs gradient-aggregation methods on MultiMNIST (left/right digit).
+
+A shared LeNet encoder with one head per digit (Sener & Koltun 2018) is trained with each method for each
+seed; we report per-task test accuracy (mean ± std over seeds), Δm vs single-task, the gradient conflict
+(cosine of the two tasks' shared gradients) during training, a Pareto front from a sweep of fixed weights,
+and the linear-CKA similarity of the learned encoders with CKA-based checkpoint selection for a new task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from adaptlab.config import BaseConfig, check
+from adaptlab.runner import Checkpoint, Experiment, progress
+
+TASKS = ("left", "right")
+ALL_METHODS = ("single", "equal", "uncertainty", "gradnorm", "dwa", "mgda-ub", "mgda", "pcgrad", "cagrad")
+#: Sener & Koltun 2018, Table 3 (left/right accuracy %); PCGrad (Yu et al. 2020) re-ran MGDA-UB and PCGrad.
+PUBLISHED = {
+    "single": (97.23, 95.90), "equal": (96.46, 94.99), "uncertainty": (96.47, 95.29),
+    "gradnorm": (96.27, 94.84), "mgda-ub": (97.26, 95.90), "mgda-ub (Yu et al.)": (96.45, 94.95),
+    "pcgrad": (96.58, 95.50),
+}
+
+
+@dataclass
+class DataConfig:
+    n_train: int = 60000  # all of MNIST's training images: one epoch is cheap on a CPU (~5 s)
+    n_test: int = 10000
+    seed: int = 0  # the MultiMNIST partners; fixed across training seeds, as in a released dataset
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3  # the paper trains 100 epochs; 3 keeps the 3-seed comparison near 20 CPU minutes
+    batch_size: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    dropout: float = 0.0
+    mgda_normalize: str = "loss+"  # Sener & Koltun's MultiMNIST setting
+    cagrad_c: float = 0.4
+    gradnorm_alpha: float = 1.5
+    diag_every: int = 25  # steps between gradient-cosine measurements (seed 0 only)
+
+
+@dataclass
+class MultiMNISTConfig(BaseConfig):
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    methods: list[str] = field(default_factory=lambda: ["single", "equal", "uncertainty", "gradnorm", "mgda-ub",
+                                                        "pcgrad", "cagrad"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    pareto_weights: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95])
+    cka_examples: int = 2000
+    probe_examples: int = 500  # labelled examples of the "new task" for CKA-based checkpoint selection
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        d, t = self.data, self.train
+        check(2 <= d.n_train <= 60000, "data.n_train", d.n_train, "an integer in 2..60000")
+        check(2 <= d.n_test <= 10000, "data.n_test", d.n_test, "an integer in 2..10000")
+        check(t.epochs >= 1, "train.epochs", t.epochs, "a positive integer")
+        check(t.batch_size >= 1, "train.batch_size", t.batch_size, "a positive integer")
+        check(t.lr > 0, "train.lr", t.lr, "a positive number")
+        check(t.optimizer in ("adam", "sgd"), "train.optimizer", t.optimizer, "'adam' or 'sgd'")
+        check(0 <= t.dropout < 1, "train.dropout", t.dropout, "a number in [0, 1)")
+        check(t.mgda_normalize in ("none", "l2", "loss", "loss+"), "train.mgda_normalize", t.mgda_normalize,
+              "one of 'none', 'l2', 'loss', 'loss+'")
+        check(t.cagrad_c >= 0, "train.cagrad_c", t.cagrad_c, "a number >= 0")
+        check(t.diag_every >= 1, "train.diag_every", t.diag_every, "a positive integer")
+        bad = [m for m in self.methods if m not in ALL_METHODS]
+        check(not bad and len(self.methods) > 0, "methods", self.methods,
+              f"a non-empty list from {', '.join(ALL_METHODS)}")
+        check(len(set(self.methods)) == len(self.methods), "methods", self.methods, "no repeated method")
+        check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds,
+              "a non-empty list of distinct integers")
+        check(all(0 < w < 1 for w in self.pareto_weights), "pareto_weights", self.pareto_weights,
+              "weights of the left task strictly between 0 and 1 (right gets 1 - w)")
+        check(2 <= self.cka_examples <= d.n_test, "cka_examples", self.cka_examples, "an integer in 2..data.n_test")
+        check(2 <= self.probe_examples <= d.n_train, "probe_examples", self.probe_examples,
+              "an integer in 2..data.n_train")
+
+
+# ---------------------------------------------------------------------------------------- the data
+
+
+def build_data(cfg: MultiMNISTConfig) -> dict[str, torch.Tensor]:
+    from adaptlab.data.mnist import load_mnist
+    from adaptlab.mtl.multimnist import make_multimnist, normalize
+
+    ds = load_mnist()
+    g = torch.Generator().manual_seed(cfg.data.seed)
+    tr = make_multimnist(ds.train_x, ds.train_y, g, n=cfg.data.n_train)
+    te = make_multimnist(ds.test_x, ds.test_y, g, n=cfg.data.n_test)
+    dev = cfg.device
+    return {"x": normalize(tr.images).to(dev), "left": tr.left.to(dev), "right": tr.right.to(dev),
+            "tx": normalize(te.images).to(dev), "tleft": te.left.to(dev), "tright": te.right.to(dev)}
+
+
+def _net(tasks, cfg: MultiMNISTConfig):
+    from adaptlab.mtl.architectures import HardSharing
+    from adaptlab.mtl.models import lenet_blocks, lenet_head
+
+    return HardSharing(lenet_blocks(cfg.train.dropout), {t: lenet_head(10, cfg.train.dropout) for t in tasks})
+
+
+@torch.no_grad()
+def accuracy(net, x, ys: dict[str, torch.Tensor], batch: int = 2000) -> dict[str, float]:
+    net.eval()
+    correct = dict.fromkeys(ys, 0)
+    for i in range(0, x.shape[0], batch):
+        out, _ = net(x[i:i + batch])
+        for t in ys:
+            correct[t] += int((out[t].argmax(1) == ys[t][i:i + batch]).sum())
+    net.train()
+    return {t: 100.0 * c / x.shape[0] for t, c in correct.items()}
+
+
+# ------------------------------------------------------------------------------------- one training
+
+
+def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, save, saved: dict | None):
+    """Train one job (method, seed[, fixed weights]) and return (net, record).
+
+    ``save(state)`` is called after each epoch with the full mid-job state; ``saved`` is such a state to
+    continue from (``--resume``), so a resumed job matches an uninterrupted one.
+    """
+    from adaptlab.mtl.train import MethodStep
+
+    tc, tasks = cfg.train, job["tasks"]
+    torch.manual_seed(job["seed"])  # model init (and dropout) draw from the global RNG
+    net = _net(tasks, cfg).to(cfg.device)
+    gen = torch.Generator().manual_seed(1000 + job["seed"])  # batch order and PCGrad's task order
+    opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
+    step = MethodStep(job["method"], net, tasks, F.cross_entropy, lambda ps: opt_cls(ps, lr=tc.lr),
+                      fixed_weights=job.get("weights", ()), mgda_normalize=tc.mgda_normalize,
+                      cagrad_c=tc.cagrad_c, gradnorm_alpha=tc.gradnorm_alpha, generator=gen)
+    rec, start = {"cosine": [], "weights": [], "epoch_loss": [], "seconds": 0.0}, 0
+    if saved is not None:
+        net.load_state_dict(saved["model"])
+        step.load_state_dict(saved["step"])
+        gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["rng"])
+        rec, start = saved["rec"], saved["epoch"]
+    n, bs = data["x"].shape[0], tc.batch_size
+    diag = job["seed"] == cfg.seeds[0] and len(tasks) == 2
+    for epoch in range(start, tc.epochs):
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=gen).to(cfg.device)
+        total = torch.zeros(len(tasks))
+        for b, i in enumerate(progress(range(0, n, bs), desc=f"{job['name']} epoch {epoch + 1}")):
+            idx = order[i:i + bs]
+            x, ys = data["x"][idx], {t: data[t][idx] for t in tasks}
+            if diag and b % tc.diag_every == 0:
+                rec["cosine"].append(float(step.gradient_cosine(x, ys)[0, 1]))
+            total += step(x, ys).cpu() * idx.numel()
+            if diag and b % tc.diag_every == 0 and step.last_weights is not None:
+                rec["weights"].append([float(w) for w in step.last_weights])
+        rec["epoch_loss"].append((total / n).tolist())
+        rec["seconds"] += time.perf_counter() - t0
+        if hasattr(step.weighting, "end_epoch"):
+            step.weighting.end_epoch(total / n)
+        if epoch + 1 < tc.epochs:
+            save({"name": job["name"], "epoch": epoch + 1, "model": net.state_dict(), "step": step.state_dict(),
+                  "gen": gen.get_state(), "rng": torch.get_rng_state(), "rec": rec})
+    rec["accuracy"] = accuracy(net, data["tx"], {t: data["t" + t] for t in tasks})
+    return net, rec
+
+
+def jobs(cfg: MultiMNISTConfig) -> list[dict]:
+    out = []
+    for seed in cfg.seeds:
+        for m in cfg.methods:
+            if m == "single":
+                out += [{"name": f"single-{t}/s{seed}", "method": "equal", "tasks": (t,), "seed": seed,
+                         "group": "single"} for t in TASKS]
+            else:
+                out.append({"name": f"{m}/s{seed}", "method": m, "tasks": TASKS, "seed": seed, "group": m})
+    for w in cfg.pareto_weights:
+        out.append({"name": f"fixed-{w:g}/s{cfg.seeds[0]}", "method": "fixed", "tasks": TASKS,
+                    "seed": cfg.seeds[0], "weights": (w, 1 - w), "group": "pareto", "w": w})
+    return out
+
+
+@torch.no_grad()
+def encoder_features(net, x: torch.Tensor) -> torch.Tensor:
+    net.eval()
+    _, z = net(x)
+    net.train()
+    return z.detach().cpu().double()
+
+
+# ----------------------------------------------------------------------------- CKA checkpoint choice
+
+
+def _ridge_probe_accuracy(ftr, ytr, fte, yte, lam: float = 1e-2) -> float:
+    """Accuracy of a closed-form ridge regression on one-hot targets over frozen features."""
+    mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
+    A = torch.cat([(ftr - mu) / sd, ftr.new_ones(ftr.shape[0], 1)], 1)
+    B = torch.cat([(fte - mu) / sd, fte.new_ones(fte.shape[0], 1)], 1)
+    reg = lam * A.shape[0] * torch.eye(A.shape[1], dtype=A.dtype)
+    W = torch.linalg.solve(A.T @ A + reg, A.T @ F.one_hot(ytr, 10).to(A))
+    return 100.0 * float(((B @ W).argmax(1) == yte).double().mean())
+
+
+def checkpoint_selection(cfg: MultiMNISTConfig, data: dict, encoders: dict) -> dict:
+    """For each digit as a 'new task' with few labels: pick a checkpoint by CKA to a small probe model, and
+    compare with the transfer accuracy of a ridge probe on each checkpoint's frozen features."""
+    n, m = cfg.probe_examples, cfg.cka_examples
+    xtr, xte = data["x"][-n:], data["tx"][:m]  # the last n training images: labelled data of the new task
+    out = {}
+    for t in TASKS:
+        job = {"name": f"probe-{t}", "method": "equal", "tasks": (t,), "seed": cfg.seeds[0]}
+        small = {"x": xtr, t: data[t][-n:], "tx": xte, "t" + t: data["t" + t][:m]}
+        pcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=30, batch_size=50))
+        probe, rec = train_job(job, pcfg, small, lambda s: None, None)
+        pf = encoder_features(probe, xte)
+        from adaptlab.mtl.diagnostics import select_by_cka
+
+        cands = {name: encoders[name](xte) for name in encoders}
+        best, scores = select_by_cka(pf, cands)
+        transfer = {name: _ridge_probe_accuracy(encoders[name](xtr), data[t][-n:], cands[name],
+                                                data["t" + t][:m]) for name in encoders}
+        out[t] = {"probe_accuracy": rec["accuracy"][t], "cka": scores, "chosen": best,
+                  "transfer_accuracy": transfer, "best_by_transfer": max(transfer, key=transfer.get)}
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the run
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def run(cfg: MultiMNISTConfig, out_dir: Path, resume: bool) -> dict:
+    from adaptlab.mtl.diagnostics import delta_m, linear_cka
+
+    data = build_data(cfg)
+    ckpt = Checkpoint(out_dir, every=1)
+    state = (ckpt.load() if resume else None) or {"done": {}, "current": None}
+    done = state["done"]
+
+    def save(current):
+        ckpt.save({"done": done, "current": current})
+
+    todo = jobs(cfg)
+    for job in progress(todo, desc="mtl-multimnist jobs"):
+        if job["name"] in done:
+            continue
+        cur = state["current"] if state["current"] and state["current"]["name"] == job["name"] else None
+        net, rec = train_job(job, cfg, data, save, cur)
+        if job["seed"] == cfg.seeds[0] and job["group"] != "pareto":
+            rec["model"] = {k: v.cpu() for k, v in net.state_dict().items()}
+        done[job["name"]] = rec
+        state["current"] = None
+        save(None)
+
+    # --- accuracies, mean ± std over seeds, Δm vs single task
+    acc = {}
+    for m in cfg.methods:
+        per_seed = []
+        for s in cfg.seeds:
+            if m == "single":
+                per_seed.append([done[f"single-{t}/s{s}"]["accuracy"][t] for t in TASKS])
+            else:
+                per_seed.append([done[f"{m}/s{s}"]["accuracy"][t] for t in TASKS])
+        acc[m] = per_seed
+    methods = {}
+    for m, per_seed in acc.items():
+        entry = {"per_seed": per_seed}
+        for k, t in enumerate(TASKS):
+            entry[t], entry[t + "_std"] = _mean_std([a[k] for a in per_seed])
+        if "single" in acc:
+            dms = [delta_m(a, b) for a, b in zip(per_seed, acc["single"])]  # paired by seed
+            entry["delta_m"], entry["delta_m_std"] = _mean_std(dms)
+        entry["published"] = PUBLISHED.get(m)
+        names = [f"single-{t}/s{s}" for t in TASKS for s in cfg.seeds] if m == "single" else \
+            [f"{m}/s{s}" for s in cfg.seeds]
+        entry["train_seconds_per_epoch"] = sum(done[n]["seconds"] for n in names) / len(cfg.seeds) / cfg.train.epochs
+        methods[m] = entry
+    pareto = [{"w_left": j["w"], **done[j["name"]]["accuracy"]} for j in todo if j["group"] == "pareto"]
+    s0 = cfg.seeds[0]
+    conflict = {m: {"cosine": done[f"{m}/s{s0}"]["cosine"], "weights": done[f"{m}/s{s0}"]["weights"]}
+                for m in cfg.methods if m != "single"}
+
+    # --- task relevance: CKA between the seed-0 encoders, and checkpoint choice for a new task
+    names = [n for n in (f"single-{t}/s{s0}" for t in TASKS) if n in done] + \
+        [f"{m}/s{s0}" for m in cfg.methods if m != "single"]
+    encoders = {}
+    for name in names:
+        tasks = (name.split("/")[0].split("-", 1)[1],) if name.startswith("single-") else TASKS
+        net = _net(tasks, cfg).to(cfg.device)
+        net.load_state_dict(done[name]["model"])
+        encoders[name.split("/")[0]] = (lambda n_: lambda x: encoder_features(n_, x))(net)
+    xc = data["tx"][:cfg.cka_examples]
+    feats = {k: f(xc) for k, f in encoders.items()}
+    cka = [[float(linear_cka(feats[a], feats[b])) for b in feats] for a in feats]
+    selection = None
+    if "single" in cfg.methods:
+        cands = {k: v for k, v in encoders.items() if k in ("single-left", "single-right", "equal")}
+        selection = checkpoint_selection(cfg, data, cands)
+    return {"tasks": list(TASKS), "methods": methods, "pareto": pareto, "conflict": conflict,
+            "cka": {"names": list(feats), "matrix": cka}, "selection": selection,
+            "n_train": int(data["x"].shape[0]), "n_test": int(data["tx"].shape[0])}
+
+
+def figures(results: dict, cfg: MultiMNISTConfig, out_dir: Path) -> list[str]:
+    from adaptlab.mtl.plots import cka_figure, conflict_figure, pareto_figure
+
+    names = ["pareto.png", "conflict.png", "cka.png"]
+    pareto_figure(results, out_dir / names[0])
+    conflict_figure(results, cfg.train.diag_every, out_dir / names[1])
+    cka_figure(results, out_dir / names[2])
+    return names
+
+
+def summary(results: dict, cfg: MultiMNISTConfig) -> str:
+    lines = [f"MultiMNIST ({results['n_train']} train / {results['n_test']} test images), {cfg.train.epochs} "
+             f"epochs, {len(cfg.seeds)} seeds (mean ± std). Published: Sener & Koltun 2018 Table 3 "
+             "(100 epochs); the second MGDA-UB row and PCGrad are from Yu et al. 2020.", "",
+             "| method | left acc % | right acc % | Δm % vs single | published left / right | train s/epoch |",
+             "|---|---|---|---|---|---|"]
+    for m, e in results["methods"].items():
+        dm = f"{e['delta_m']:+.2f} ± {e['delta_m_std']:.2f}" if "delta_m" in e else "–"
+        pub = "{:.2f} / {:.2f}".format(*e["published"]) if e.get("published") else "–"
+        lines.append(f"| {m} | {e['left']:.2f} ± {e['left_std']:.2f} | {e['right']:.2f} ± {e['right_std']:.2f} "
+                     f"| {dm} | {pub} | {e['train_seconds_per_epoch']:.1f} |")
+    if "mgda-ub" in results["methods"]:
+        lines.append("| mgda-ub (Yu et al. re-run) | | | | {:.2f} / {:.2f} | |".format(
+            *PUBLISHED["mgda-ub (Yu et al.)"]))
+    lines += ["", f"Pareto sweep (seed {cfg.seeds[0]}; fixed weights w·L_left + (1-w)·L_right):", "",
+              "| w_left | left % | right % |", "|---|---|---|"]
+    lines += [f"| {p['w_left']:g} | {p['left']:.2f} | {p['right']:.2f} |" for p in results["pareto"]]
+    conf = results["conflict"]
+    if conf:
+        lines += ["", "Mean cosine between the two tasks' shared-parameter gradients during training (seed 0): "
+                  + ", ".join(f"{m} {statistics.fmean(c['cosine']):+.3f}" for m, c in conf.items() if c["cosine"])]
+    sel = results.get("selection")
+    if sel:
+        lines += ["", f"Checkpoint selection by linear CKA for a new task with {cfg.probe_examples} labels:", ""]
+        for t, r in sel.items():
+            sc = ", ".join(f"{k} {v:.3f}" for k, v in r["cka"].items())
+            tr = ", ".join(f"{k} {v:.1f}%" for k, v in r["transfer_accuracy"].items())
+            lines.append(f"- new task '{t}': CKA to probe: {sc} → chose **{r['chosen']}**; ridge-probe transfer "
+                         f"accuracy: {tr} (best: {r['best_by_transfer']}).")
+    return "\n".join(lines)
+
+
+QUICK = {"data.n_train": 1024, "data.n_test": 512, "train.epochs": 1, "train.batch_size": 128, "seeds": [0],
+         "methods": ["single", "equal", "uncertainty", "gradnorm", "mgda-ub", "pcgrad", "cagrad"],
+         "pareto_weights": [0.25, 0.75], "cka_examples": 256, "probe_examples": 128}
+
+EXPERIMENTS = [Experiment(
+    name="mtl-multimnist",
+    description="MultiMNIST left/right digits: single-task vs equal, uncertainty, GradNorm, MGDA-UB, PCGrad, "
+                "CAGrad; Δm, Pareto front, gradient conflict, CKA",
+    config_cls=MultiMNISTConfig, run=run, figures=figures, summary=summary, quick=QUICK)]

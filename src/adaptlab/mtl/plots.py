@@ -1,0 +1,104 @@
+"""Figures of the multi-task experiments, drawn from their results dicts (matplotlib imported lazily)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from adaptlab.runner import save_figure
+
+_COLORS = {"single": "k", "equal": "tab:blue", "uncertainty": "tab:orange", "gradnorm": "tab:green",
+           "dwa": "tab:olive", "mgda-ub": "tab:red", "mgda": "tab:pink", "pcgrad": "tab:purple",
+           "cagrad": "tab:brown", "mean": "tab:blue"}
+
+
+def pareto_figure(results: dict, path: Path) -> None:
+    """Left vs right test accuracy: the fixed-weight sweep as a front, adaptive methods as mean ± std."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.2, 5.2))
+    pts = sorted(results["pareto"], key=lambda p: p["w_left"])
+    if pts:
+        ax.plot([p["left"] for p in pts], [p["right"] for p in pts], "o--", color="0.55", ms=4,
+                label="fixed weights (sweep, seed 0)")
+        for p in pts:
+            ax.annotate(f"w={p['w_left']:g}", (p["left"], p["right"]), fontsize=7, color="0.4",
+                        xytext=(3, -9), textcoords="offset points")
+    for m, e in results["methods"].items():
+        ax.errorbar(e["left"], e["right"], xerr=e["left_std"], yerr=e["right_std"], fmt="*" if m == "single" else "s",
+                    ms=11 if m == "single" else 7, color=_COLORS.get(m, None), capsize=2,
+                    label=f"{m} (mean ± std over seeds)" if m == "single" else m)
+    ax.set_xlabel("top-left digit accuracy (%)")
+    ax.set_ylabel("bottom-right digit accuracy (%)")
+    ax.set_title("MultiMNIST: accuracy trade-off")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    save_figure(fig, path)
+
+
+def conflict_figure(results: dict, every: int, path: Path) -> None:
+    """Cosine between the two tasks' shared gradients during training (smoothed), one line per method."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m, c in results["conflict"].items():
+        cs = c["cosine"]
+        if not cs:
+            continue
+        k = max(1, len(cs) // 25)
+        smooth = [sum(cs[max(0, i - k + 1):i + 1]) / len(cs[max(0, i - k + 1):i + 1]) for i in range(len(cs))]
+        ax.plot([i * every for i in range(len(cs))], smooth, color=_COLORS.get(m), label=m)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("cos(∇ L_left, ∇ L_right), shared params")
+    ax.set_title("Gradient conflict during training (seed 0, moving average)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    save_figure(fig, path)
+
+
+def cka_figure(results: dict, path: Path) -> None:
+    """Heat map of linear CKA between the encoders' features on test images."""
+    import matplotlib.pyplot as plt
+
+    names, M = results["cka"]["names"], results["cka"]["matrix"]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 0.6 + 0.7 * len(names)))
+    im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{M[i][j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="w" if M[i][j] < 0.6 else "k")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title("Linear CKA of encoder features (seed 0)")
+    save_figure(fig, path)
+
+
+def toy_figure(result: dict, path: Path, caption: str) -> None:
+    """Loss contours of (L1 + L2)/2 with the Pareto set and each method's trajectories from each start."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = result["methods"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.9), sharey=True)
+    X, Y, Z = (np.asarray(result["grid"][k]) for k in ("x", "y", "loss"))
+    P = np.asarray(result["grid"]["pareto"], dtype=float)
+    for ax, m in zip(np.atleast_1d(axes), methods):
+        ax.contourf(X, Y, Z, levels=30, cmap="viridis", alpha=0.8)
+        ax.contour(X, Y, P, levels=[0.0], colors="gold", linewidths=2.2)
+        for path_pts in result["paths"][m]:
+            p = np.asarray(path_pts)
+            ax.plot(p[:, 0], p[:, 1], color="w", lw=1.4)
+            ax.plot(p[0, 0], p[0, 1], "o", color="w", ms=4)
+            ax.plot(p[-1, 0], p[-1, 1], "*", color="red", ms=9)
+        ax.set_title({"mean": "Adam on mean loss"}.get(m, m.upper() if m != "pcgrad" else "PCGrad"))
+        ax.set_xlabel("θ₁")
+    np.atleast_1d(axes)[0].set_ylabel("θ₂")
+    fig.suptitle(caption, fontsize=9, y=0.02, va="top")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
