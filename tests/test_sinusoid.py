@@ -1,0 +1,76 @@
+"""Sinusoid tasks and the sinusoid-maml experiment: sampling, the MAML-vs-pretrained finding, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from adaptlab.experiments.sinusoid import EXPERIMENTS
+from adaptlab.runner import Checkpoint, run_experiment
+from adaptlab.tasks.sinusoid import SinusoidTasks
+
+from helpers import cli
+
+
+def test_sinusoid_tasks_follow_the_paper_distribution():
+    b = SinusoidTasks().sample(2000, 5, 7, torch.Generator().manual_seed(0))
+    assert b.x_support.shape == (2000, 5, 1) and b.x_query.shape == (2000, 7, 1)
+    assert 0.1 <= b.amplitude.min() and b.amplitude.max() <= 5.0
+    assert 0.0 <= b.phase.min() and b.phase.max() <= math.pi
+    assert -5.0 <= b.x_support.min() and b.x_query.max() <= 5.0
+    want = b.amplitude[:, None, None] * torch.sin(b.x_query - b.phase[:, None, None])
+    torch.testing.assert_close(b.y_query, want)
+    assert abs(b.amplitude.mean() - 2.55) < 0.1  # U[0.1, 5] has mean 2.55
+    again = SinusoidTasks().sample(2000, 5, 7, torch.Generator().manual_seed(0))
+    assert torch.equal(again.y_support, b.y_support)
+
+
+def test_maml_beats_the_jointly_pretrained_baseline_after_adaptation(tmp_path):
+    exp = EXPERIMENTS[0]
+    cfg = exp.config(["shots=10", "methods=maml,pretrained", "meta_steps=600", "eval_tasks=300",
+                      "plot_tasks=1"])
+    res = run_experiment(exp, cfg, tmp_path / "run").results["shots"]["10"]
+    maml, pre = res["maml"], res["pretrained"]
+    # after 10 test-time steps MAML is better, beyond both confidence intervals
+    assert maml["mse"][-1] + maml["ci95"][-1] < pre["mse"][-1] - pre["ci95"][-1]
+    # adaptation helps MAML a lot more than the pretrained network
+    assert maml["mse"][0] - maml["mse"][-1] > 1.5 * (pre["mse"][0] - pre["mse"][-1])
+
+
+def test_resume_gives_the_same_results_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    overrides = ["shots=5", "methods=fomaml,pretrained", "meta_steps=40", "checkpoint_every=15",
+                 "eval_tasks=20", "eval_steps=3", "plot_tasks=1"]
+    code, _, err = cli("run", "sinusoid-maml", "--out", str(tmp_path / "full"), *sum([["--set", o] for o in
+                                                                                       overrides], []))
+    assert code == 0, err
+    saves = {"n": 0}
+    original = Checkpoint.save
+
+    def crash_on_second_save(self, state):
+        original(self, state)
+        saves["n"] += 1
+        if saves["n"] == 2:  # inside the first model's training, after a checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "save", crash_on_second_save)
+    exp = EXPERIMENTS[0]
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, exp.config(overrides), tmp_path / "cut")
+    monkeypatch.setattr(Checkpoint, "save", original)
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    code, _, err = cli("run", "sinusoid-maml", "--out", str(tmp_path / "cut"), "--resume")
+    assert code == 0, err
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert full == cut
+
+
+@pytest.mark.parametrize("bad, key", [("shots=0", "shots"), ("methods=maml,reptile", "methods"),
+                                      ("inner_lr=-1", "inner_lr"), ("eval_tasks=1", "eval_tasks")])
+def test_bad_configs_exit_2_with_a_clear_line(tmp_path, bad, key):
+    code, _, err = cli("run", "sinusoid-maml", "--quick", "--set", bad, "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert key in err and len(err.strip().splitlines()) == 1
