@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from adaptlab.runner import save_figure
@@ -86,19 +85,20 @@ def toy_figure(result: dict, path: Path, caption: str) -> None:
     P = np.asarray(result["grid"]["pareto"], dtype=float)
     for ax, m in zip(np.atleast_1d(axes), methods):
         ax.contourf(X, Y, Z, levels=30, cmap="viridis", alpha=0.8)
-        ax.contour(X, Y, P, levels=[0.0], colors="gold", linewidths=2.2)
+        if result.get("pareto_points") is not None:
+            pp = np.asarray(result["pareto_points"])
+            ax.plot(pp[:, 0], pp[:, 1], color="gold", lw=3)
+        else:
+            ax.contour(X, Y, P, levels=[0.0], colors="gold", linewidths=2.2)
         for path_pts in result["paths"][m]:
             p = np.asarray(path_pts)
             ax.plot(p[:, 0], p[:, 1], color="w", lw=1.4)
             ax.plot(p[0, 0], p[0, 1], "o", color="w", ms=4)
             ax.plot(p[-1, 0], p[-1, 1], "*", color="red", ms=9)
-        ax.set_title({"mean": "Adam on mean loss"}.get(m, m.upper() if m != "pcgrad" else "PCGrad"))
+        ax.set_title({"mean": "Adam on mean loss", "mgda": "MGDA", "pcgrad": "PCGrad", "cagrad": "CAGrad"}.get(m, m))
         ax.set_xlabel("θ₁")
     np.atleast_1d(axes)[0].set_ylabel("θ₂")
     fig.suptitle(caption, fontsize=9, y=0.02, va="top")
     fig.tight_layout()
     save_figure(fig, path)
 
-
-def _finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

@@ -123,6 +123,14 @@ def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[f
     return {"paths": torch.stack(paths, dim=2), "losses": torch.stack(losses, dim=2)}
 
 
+def pcgrad_toy_pareto_set(top: float = 10.0, n: int = 50) -> Tensor:
+    """The PCGrad toy's Pareto set, analytically: both losses sit at their clamped floor where
+    ½θ₁ + tanh θ₂ = 0 and |½θ₁ - tanh θ₂ + 2| = 2 - 2 tanh θ₂ ≤ 5e-6, i.e. θ₁ = -2 tanh θ₂, θ₂ ≥ atanh(1 - 2.5e-6).
+    Elsewhere ∇L₁ ∝ (½, sech²θ₂) and ∇L₂ ∝ (½, -sech²θ₂) are never anti-parallel. Returns (n, 2) points."""
+    t2 = torch.linspace(math.atanh(1 - LOWER / 2), top, n, dtype=torch.float64)
+    return torch.stack([-2 * torch.tanh(t2), t2], dim=-1)
+
+
 def pareto_curve(problem: Callable[[Tensor], Tensor], box: tuple[float, float, float, float],
                  n: int = 400) -> tuple[Tensor, Tensor, Tensor]:
     """Grid (X, Y) and a field whose zero contour is the Pareto-stationary set.
