@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close
-from helpers import cli
 
 from adaptlab.experiments.fourier_gd import EXPERIMENTS
 from adaptlab.inner.gd import gd_weighted, logistic_point_loss
 from adaptlab.runner import run_experiment
+
+from conftest import assert_close
+from helpers import cli
 
 EXP = {e.name: e for e in EXPERIMENTS}
 
@@ -47,7 +48,10 @@ def test_meta_gradient_through_the_steps_passes_gradcheck():
     phi, c, y = _problem(T=2, n=4, d=3)
     for loss in ("squared", "logistic"):
         yy = torch.where(y >= 0, 1.0, -1.0).to(y) if loss == "logistic" else y
-        fn = lambda cc: gd_weighted(phi, cc, yy, steps=3, lr=0.2, loss=loss, weight_decay=1e-3)[1]  # noqa: E731
+
+        def fn(cc, yy=yy, loss=loss):
+            return gd_weighted(phi, cc, yy, steps=3, lr=0.2, loss=loss, weight_decay=1e-3)[1]
+
         cc = c.clone().requires_grad_()
         assert torch.autograd.gradcheck(fn, (cc,))
         assert torch.autograd.gradgradcheck(fn, (cc,))
