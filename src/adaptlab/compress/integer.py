@@ -141,19 +141,21 @@ class IntegerCNN(nn.Module):
     @torch.no_grad()
     def forward_int(self, x: torch.Tensor) -> torch.Tensor:
         S, Z = self.in_qparams
-        q = quantize(_as_4d(x, self.conv1d), S, Z)                 # the one float -> int step, at the input
+        # the one float -> int step, at the input; activations then stay int8 in (N, H, W, C) layout
+        q = quantize(_as_4d(x, self.conv1d), S, Z).permute(0, 2, 3, 1)
         for op in self.ops:
             if op["kind"] == "conv":
                 q = int_conv2d(q, Z, op["qw"], op["q_bias"], op["M0"], op["shift"], op["Z_y"], op["stride"],
-                               op["padding"], op["relu"])
+                               op["padding"], op["relu"], channels_last=True)
             elif op["kind"] == "linear":
                 q = int_linear(q, Z, op["qw"], op["q_bias"], op["M0"], op["shift"], op["Z_y"], op["relu"])
             elif op["kind"] == "pool":
-                q = int_maxpool2d(q, *op["kernel"]) if op["kernel"][0] > 1 else q
                 if op.get("pool1d"):
-                    q = q.unfold(3, op["k1d"], op["k1d"]).amax(-1)
+                    q = q.unfold(2, op["k1d"], op["k1d"]).amax(-1)
+                else:
+                    q = int_maxpool2d(q, op["kernel"][0], channels_last=True)
             else:
-                q = q.flatten(1)
+                q = q.permute(0, 3, 1, 2).flatten(1) if q.dim() == 4 else q   # PyTorch's (C, H, W) order
             Z = op.get("Z_y", Z)
         return q
 

@@ -106,11 +106,17 @@ def requant_multiplier(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return M0, shift
 
 
-def requantize(acc: torch.Tensor, M0: torch.Tensor, shift: torch.Tensor, Z_y: int, lo: int, hi: int
-               ) -> torch.Tensor:
-    """Integer-only: clamp(Z_y + ((acc M0 + 2^(shift-1)) >> shift), lo, hi) -> int8. acc (..., C) int32."""
-    v = (acc.to(torch.int64) * M0 + (torch.ones_like(shift) << (shift - 1))) >> shift
-    return (v + Z_y).clamp(lo, hi).to(torch.int8)
+def requantize(acc: torch.Tensor, M0: torch.Tensor, shift: torch.Tensor, Z_y: int, lo: int, hi: int,
+               offset: torch.Tensor | None = None) -> torch.Tensor:
+    """Integer-only: clamp(Z_y + (((acc + offset) M0 + 2^(shift-1)) >> shift), lo, hi) -> int8.
+
+    acc (..., C) int32; offset (C,) integer (added in int64, e.g. the bias); M0, shift (C,) int64.
+    """
+    v = acc.to(torch.int64)
+    if offset is not None:
+        v.add_(offset.to(torch.int64))
+    v.mul_(M0).add_(torch.ones_like(shift) << (shift - 1))
+    return v.bitwise_right_shift_(shift).add_(Z_y).clamp_(lo, hi).to(torch.int8)
 
 
 def _int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -122,38 +128,47 @@ def _int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _im2col(qx: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
             pad_value: int) -> tuple[torch.Tensor, int, int]:
-    """(N, C, H, W) int8 -> (N*OH*OW, C*kh*kw) int8, padding with ``pad_value`` (the input zero point)."""
+    """(N, H, W, C) int8 -> (N*OH*OW, kh*kw*C) int8, padding with ``pad_value`` (the input zero point).
+
+    Columns are ordered (kh, kw, C), so every copied run is a contiguous channel vector.
+    """
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     if ph or pw:
-        qx = F.pad(qx, (pw, pw, ph, ph), value=pad_value)
-    cols = qx.unfold(2, kh, sh).unfold(3, kw, sw)                    # (N, C, OH, OW, kh, kw)
-    n, c, oh, ow = cols.shape[:4]
-    return cols.permute(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw), oh, ow
+        qx = F.pad(qx, (0, 0, pw, pw, ph, ph), value=pad_value)
+    n, h, w, _ = qx.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    cols = torch.cat([qx[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                      for i in range(kh) for j in range(kw)], dim=3)   # (N, OH, OW, kh*kw*C)
+    return cols.view(n * oh * ow, -1), oh, ow
 
 
 def int_conv2d(qx, Z_x: int, qw, q_bias, M0, shift, Z_y: int, stride=(1, 1), padding=(0, 0), relu=False,
-               bits: int = 8) -> torch.Tensor:
+               bits: int = 8, channels_last: bool = False) -> torch.Tensor:
     """Integer-only conv: int8 (N, C, H, W) -> int8 (N, C_out, OH, OW). See the module docstring.
 
     Args:
         qx: int8 input; Z_x its zero point. qw: int8 weight (C_out, C, kh, kw), symmetric (Z = 0).
         q_bias: int32 (C_out,). M0, shift: int64 (C_out,) from :func:`requant_multiplier`.
         Z_y: output zero point; relu: clamp at Z_y (absorbs a following ReLU).
+        channels_last: input (N, H, W, C) and output (N, OH, OW, C_out) instead (no layout copies; the
+            integer model runs in this layout).
     """
     q_min, q_max = qrange(bits)
-    cols, oh, ow = _im2col(qx, tuple(qw.shape[2:]), tuple(stride), tuple(padding), Z_x)
-    w2 = qw.flatten(1)                                              # (C_out, C*kh*kw)
+    x = qx if channels_last else qx.permute(0, 2, 3, 1)
+    cols, oh, ow = _im2col(x, tuple(qw.shape[2:]), tuple(stride), tuple(padding), Z_x)
+    w2 = qw.permute(0, 2, 3, 1).reshape(qw.shape[0], -1)            # (C_out, kh*kw*C), the column order
     acc = _int_matmul(cols, w2.t())                                 # (N*OH*OW, C_out) int32
-    acc = acc - Z_x * w2.to(torch.int32).sum(1) + q_bias.to(torch.int32)
-    y = requantize(acc, M0, shift, Z_y, Z_y if relu else q_min, q_max)
-    return y.view(qx.shape[0], oh, ow, -1).permute(0, 3, 1, 2).contiguous()
+    offset = q_bias.to(torch.int64) - Z_x * w2.to(torch.int64).sum(1)   # (C_out,): bias - Z_x sum_k q_w
+    y = requantize(acc, M0, shift, Z_y, Z_y if relu else q_min, q_max, offset).view(qx.shape[0], oh, ow, -1)
+    return y if channels_last else y.permute(0, 3, 1, 2).contiguous()
 
 
 def int_linear(qx, Z_x: int, qw, q_bias, M0, shift, Z_y: int, relu=False, bits: int = 8) -> torch.Tensor:
     """Integer-only linear: int8 (N, in) -> int8 (N, out); same arithmetic as :func:`int_conv2d`."""
     q_min, q_max = qrange(bits)
-    acc = _int_matmul(qx, qw.t()) - Z_x * qw.to(torch.int32).sum(1) + q_bias.to(torch.int32)
-    return requantize(acc, M0, shift, Z_y, Z_y if relu else q_min, q_max)
+    acc = _int_matmul(qx, qw.t())                                   # (N, out) int32
+    offset = q_bias.to(torch.int64) - Z_x * qw.to(torch.int64).sum(1)
+    return requantize(acc, M0, shift, Z_y, Z_y if relu else q_min, q_max, offset)
 
 
 def simulate_quantized_op(qx, Z_x: int, qw, q_bias, M0, shift, Z_y: int, stride=(1, 1), padding=(0, 0),
@@ -171,11 +186,22 @@ def simulate_quantized_op(qx, Z_x: int, qw, q_bias, M0, shift, Z_y: int, stride=
     return y.clamp(Z_y if relu else q_min, q_max).to(torch.int8)
 
 
-def int_maxpool2d(qx: torch.Tensor, kernel: int, stride: int | None = None) -> torch.Tensor:
+def int_maxpool2d(qx: torch.Tensor, kernel: int, stride: int | None = None, channels_last: bool = False
+                  ) -> torch.Tensor:
     """Max-pool on int8 (quantization is monotone, so it commutes with max): (N, C, H, W) -> (N, C, H', W').
+
+    With ``channels_last``: (N, H, W, C) -> (N, H', W', C).
     """
     stride = stride or kernel
-    return qx.unfold(2, kernel, stride).unfold(3, kernel, stride).amax(dim=(-1, -2))
+    x = qx if channels_last else qx.permute(0, 2, 3, 1)
+    h, w = x.shape[1:3]
+    oh, ow = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    y = None
+    for i in range(kernel):                                         # elementwise max of kernel^2 strided views
+        for j in range(kernel):
+            v = x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            y = v.clone() if y is None else torch.maximum(y, v, out=y)
+    return y if channels_last else y.permute(0, 3, 1, 2)
 
 
 def calibration_qparams(r_min: float, r_max: float, bits: int = 8) -> tuple[float, int]:

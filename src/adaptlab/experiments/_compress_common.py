@@ -72,13 +72,15 @@ def mnist_split(cfg: DataCfg, device: str) -> Split:
                  dev(ds.test_x[te]), dev(ds.test_y[te]))
 
 
-def mnist1d_split(device: str) -> Split:
-    """MNIST-1D 4000/1000 (the paper's split); the last 500 training signals double as validation."""
+def mnist1d_split(device: str, num_samples: int = 5000) -> Split:
+    """MNIST-1D 80% / 20% (4000 / 1000 by default, the paper's split); the last 10% of the training
+    signals double as validation."""
     from adaptlab.data.mnist1d import load_mnist1d
 
-    ds = load_mnist1d()
-    return Split(ds.train_x.to(device), ds.train_y.to(device), ds.train_x[-500:].to(device),
-                 ds.train_y[-500:].to(device), ds.test_x.to(device), ds.test_y.to(device))
+    ds = load_mnist1d(num_samples)
+    n_val = len(ds.train_y) // 8
+    return Split(ds.train_x.to(device), ds.train_y.to(device), ds.train_x[-n_val:].to(device),
+                 ds.train_y[-n_val:].to(device), ds.test_x.to(device), ds.test_y.to(device))
 
 
 class Stages:

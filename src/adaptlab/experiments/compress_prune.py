@@ -280,6 +280,6 @@ EXPERIMENTS = [Experiment(
                 "fine-tune",
     config_cls=PruneMnistConfig, run=run, figures=figures, summary=summary,
     quick={"data.train_size": 2000, "data.val_size": 300, "data.test_size": 500, "widths": [4, 8],
-           "train.steps": 40, "prune.grid": [0.0, 0.5, 0.9], "prune.finetune_steps": 10,
-           "channel.finetune_steps": 10, "latency_repeats": 3},
+           "train.steps": 30, "train.batch_size": 64, "prune.grid": [0.0, 0.5, 0.9], "prune.finetune_steps": 5,
+           "channel.finetune_steps": 5, "latency_repeats": 3},
 )]

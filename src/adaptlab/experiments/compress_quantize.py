@@ -43,6 +43,7 @@ class KMeansCfg:
     def __post_init__(self):
         for b in self.bits:
             check(isinstance(b, int) and 1 <= b <= 16, "kmeans.bits", b, "integers in 1..16")
+        check(self.iters >= 1, "kmeans.iters", self.iters, "an integer >= 1")
         check(self.qat_steps >= 0, "kmeans.qat_steps", self.qat_steps, "an integer >= 0")
         check(self.qat_lr > 0, "kmeans.qat_lr", self.qat_lr, "a positive number")
 
@@ -69,6 +70,7 @@ class QuantizeMnistConfig(BaseConfig):
     widths: list[int] = field(default_factory=lambda: [16, 32, 32, 64])   # VGG conv widths
     train: TrainCfg = field(default_factory=TrainCfg)                      # VGG and LeNet on MNIST
     train1d: TrainCfg = field(default_factory=_mnist1d_train)              # the MNIST-1D CNN
+    mnist1d_samples: int = 5000      # the paper's dataset size (4000 train / 1000 test)
     kmeans: KMeansCfg = field(default_factory=KMeansCfg)
     int8: Int8Cfg = field(default_factory=Int8Cfg)
     latency_repeats: int = 30
@@ -78,6 +80,7 @@ class QuantizeMnistConfig(BaseConfig):
         for m in self.models:
             check(m in MODELS, "models", m, f"names among {', '.join(MODELS)}")
         check(len(self.models) >= 1, "models", self.models, "at least one model")
+        check(self.mnist1d_samples >= 100, "mnist1d_samples", self.mnist1d_samples, "an integer >= 100")
         check(1 <= len(self.widths) <= 6 and all(w >= 1 for w in self.widths), "widths", self.widths,
               "1 to 6 positive conv widths")
 
@@ -151,7 +154,7 @@ def run(cfg: QuantizeMnistConfig, out_dir: Path, resume: bool = False) -> dict:
     mnist = None
     for name in cfg.models:
         if name == "mnist1d":
-            data, tcfg = mnist1d_split(cfg.device), cfg.train1d
+            data, tcfg = mnist1d_split(cfg.device, cfg.mnist1d_samples), cfg.train1d
         else:
             mnist = mnist or mnist_split(cfg.data, cfg.device)
             data, tcfg = mnist, cfg.train
@@ -234,6 +237,7 @@ EXPERIMENTS = [Experiment(
     description="k-means quantization (8/4/2 bits, QAT) and int8 integer-only inference of three small CNNs",
     config_cls=QuantizeMnistConfig, run=run, figures=figures, summary=summary,
     quick={"models": ["lenet", "mnist1d"], "data.train_size": 2000, "data.val_size": 300,
-           "data.test_size": 500, "train.steps": 60, "train1d.steps": 100, "kmeans.qat_steps": 5,
+           "data.test_size": 500, "train.steps": 40, "train.batch_size": 64, "train1d.steps": 50,
+           "mnist1d_samples": 1000, "kmeans.iters": 5, "kmeans.qat_steps": 3,
            "int8.calib_batches": 1, "latency_repeats": 3},
 )]
