@@ -41,8 +41,9 @@ def test_analytic_gradient_equals_autograd():
 
 def test_gradient_descent_ends_at_norm_of_init():
     c0 = torch.tensor([0.6, 0.8], dtype=f64)
-    _, traj = gradient_descent(c0, lr=0.02, steps=50_000, num_logged=10)
+    _, traj = gradient_descent(c0, lr=0.05, steps=20_000, num_logged=10)
     final = traj[-1]
     # ||c|| grows only by the second-order lr^2 ||grad||^2 terms of discrete steps; c1 decays like t^(-1/2).
-    assert abs(float(final[0]) - 1.0) < 0.02 and abs(float(final[1])) < 0.01
-    assert_close(alias_beta(final), torch.tensor([1.0, 0.0], dtype=f64), rtol=0, atol=0.02)
+    assert abs(float(final[0]) - 1.0) < 0.03 and abs(float(final[1])) < 0.01
+    # beta -> (1 / ||c||, 0); the same discrete-step growth of ||c|| (~2%) bounds the tolerance
+    assert_close(alias_beta(final), torch.tensor([1.0, 0.0], dtype=f64), rtol=0, atol=0.03)

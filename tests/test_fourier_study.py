@@ -66,6 +66,7 @@ def test_reduced_run_reproduces_the_grid_findings(tmp_path):
     assert c[5:11].min() > 2.0  # true features grow
     assert c[al].max() < 0.6  # their aliases on the 32-point grid are driven toward zero
     assert (c[others] - 1).abs().max() < 0.05  # unrelated weights stay near 1
+    _check_results_format(r)
 
 
 def test_reduced_run_with_uniform_points_has_no_spike(tmp_path):
@@ -78,8 +79,7 @@ def test_reduced_run_with_uniform_points_has_no_spike(tmp_path):
     assert c[5:11].min() > 2.0
 
 
-def test_results_format(tmp_path):
-    r = _quick("fourier-closed-form", tmp_path)
+def _check_results_format(r):
     for m in ("meta", "init", "oracle", "zero"):
         cur = r["curves"][m]
         assert len(cur["n"]) == len(cur["mean"]) == len(cur["p10"]) == len(cur["p90"]) == len(r["sizes"])
@@ -118,3 +118,18 @@ def test_same_seed_same_results_and_resume_is_exact(tmp_path, monkeypatch):
     assert (tmp_path / "c" / "results.json").read_bytes() == a
     assert not (tmp_path / "c" / "checkpoint.pt").exists()
     assert json.loads(a)["history"][-1]["step"] == 30
+
+
+def test_overdetermined_shortcut_equals_the_weighted_solve():
+    from adaptlab.experiments.fourier import weighted_fit
+    from adaptlab.tasks.fourier import fourier_features, sample_x
+
+    g = torch.Generator().manual_seed(5)
+    phi = fourier_features(sample_x("uniform", 1, 60, g)[0], 21)  # n = 60 > d = 21
+    y = torch.randn(4, 60, dtype=f64, generator=g)
+    c = 0.5 + torch.rand(21, dtype=f64, generator=g)
+    fast = weighted_fit(c)(phi, y)
+    for _ in range(2):  # second call hits the cached QR
+        assert_close(weighted_fit(c)(phi, y), fast)
+    ref = torch.stack([c * (torch.linalg.pinv(phi * c) @ y[t]) for t in range(4)])
+    assert_close(fast, ref, rtol=1e-9, atol=1e-10)
