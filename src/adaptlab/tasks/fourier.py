@@ -47,14 +47,20 @@ def grid_points(n: int, dtype=torch.float64, device=None) -> Tensor:
     return -1.0 + 2.0 * torch.arange(n, dtype=dtype, device=device) / n
 
 
+def _rand(shape, generator, dtype, device, normal: bool = False) -> Tensor:
+    """Draw on the generator's device (a CPU generator cannot fill a CUDA tensor), then move to ``device``."""
+    gdev = generator.device if generator is not None else device
+    draw = torch.randn if normal else torch.rand
+    return draw(shape, generator=generator, dtype=dtype, device=gdev).to(device)
+
+
 def sample_x(kind: XType, num_tasks: int, n: int, generator: torch.Generator | None = None,
              dtype=torch.float64, device=None) -> Tensor:
     """Input points for ``num_tasks`` tasks: (T, n). ``grid`` is shared by all tasks; ``uniform`` is i.i.d."""
     if kind == "grid":
         return grid_points(n, dtype, device).expand(num_tasks, n)
     if kind == "uniform":
-        u = torch.rand(num_tasks, n, generator=generator, dtype=dtype, device=device)
-        return 2.0 * u - 1.0
+        return 2.0 * _rand((num_tasks, n), generator, dtype, device) - 1.0
     raise ConfigError(f"x={kind!r} is invalid; expected 'grid' or 'uniform'")
 
 
@@ -62,7 +68,7 @@ def sign_labels(f: Tensor, flip_prob: float = 0.0, generator: torch.Generator | 
     """Classification labels in {-1, +1}: sign(f) with sign(0) = +1, each flipped with prob. ``flip_prob``."""
     y = torch.where(f >= 0, torch.ones_like(f), -torch.ones_like(f))
     if flip_prob > 0:
-        flip = torch.rand(f.shape, generator=generator, dtype=f.dtype, device=f.device) < flip_prob
+        flip = _rand(f.shape, generator, f.dtype, f.device) < flip_prob
         y = torch.where(flip, -y, y)
     return y
 
@@ -122,8 +128,7 @@ class FourierTasks:
 
     def sample_coef(self, num_tasks: int, generator: torch.Generator | None = None) -> Tensor:
         """(T, d) coefficients: U[-1, 1] on S, normalised to unit norm, zero elsewhere."""
-        a = 2 * torch.rand(num_tasks, len(self.support), generator=generator, dtype=self.dtype,
-                           device=self.device) - 1
+        a = 2 * _rand((num_tasks, len(self.support)), generator, self.dtype, self.device) - 1
         a = a / a.norm(dim=-1, keepdim=True)
         coef = torch.zeros(num_tasks, self.d, dtype=self.dtype, device=self.device)
         coef[:, self.support] = a
@@ -138,7 +143,7 @@ class FourierTasks:
         f = self.function(coef, x)
         if self.labels == "sign":
             return sign_labels(f, self.flip_prob, generator)
-        noise = torch.randn(f.shape, generator=generator, dtype=f.dtype, device=f.device)
+        noise = _rand(f.shape, generator, f.dtype, f.device, normal=True)
         return f + self.noise * noise
 
     def clean_labels(self, coef: Tensor, x: Tensor) -> Tensor:
