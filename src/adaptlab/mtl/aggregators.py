@@ -233,9 +233,9 @@ def pcgrad(G: Tensor, generator: torch.Generator | None = None,
 def cagrad_weights(M: Tensor, c: float, iters: int = 300, lr: float = 2.0) -> Tensor:
     """Solve CAGrad's dual  min_{w ∈ Δ} g_wᵀ g_0 + √φ ||g_w||  with φ = c² ||g_0||², from the Gram matrix.
 
-    With M = G Gᵀ and b = M 1/T: g_wᵀ g_0 = wᵀ b, ||g_w||² = wᵀ M w. The objective is convex in w; we run
-    exponentiated-gradient (mirror) descent on the simplex with a step normalised by the objective's scale and
-    return the best iterate (step lr / (range of the gradient · √k)).
+    With M = G Gᵀ and b = M 1/T: g_wᵀ g_0 = wᵀ b, ||g_w||² = wᵀ M w. The objective is convex in w. Two tasks
+    use the closed form of :func:`_cagrad_pair`; more tasks run exponentiated-gradient (mirror) descent on the
+    simplex, w ← w ⊙ exp(-η_k ∇f) / Z with η_k = lr / (range of ∇f · √k), and return the best iterate.
 
     Args:
         M: (T, T) Gram matrix; c: the conflict-aversion radius (c = 0 gives the average gradient);
