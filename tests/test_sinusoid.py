@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
 from adaptlab.experiments.sinusoid import EXPERIMENTS
-from adaptlab.runner import Checkpoint, run_experiment
+from adaptlab.runner import Checkpoint
 from adaptlab.tasks.sinusoid import SinusoidTasks
 
 from helpers import cli
@@ -41,11 +40,12 @@ def test_maml_beats_the_jointly_pretrained_baseline_after_adaptation(tmp_path):
 
 
 def test_resume_gives_the_same_results_as_an_uninterrupted_run(tmp_path, monkeypatch):
-    overrides = ["shots=5", "methods=fomaml,pretrained", "meta_steps=40", "checkpoint_every=15",
-                 "eval_tasks=20", "eval_steps=3", "plot_tasks=1"]
-    code, _, err = cli("run", "sinusoid-maml", "--out", str(tmp_path / "full"), *sum([["--set", o] for o in
-                                                                                       overrides], []))
-    assert code == 0, err
+    exp = EXPERIMENTS[0]
+    cfg = exp.config(["shots=5", "methods=fomaml,pretrained", "meta_steps=40", "checkpoint_every=15",
+                      "eval_tasks=20", "eval_steps=3", "plot_tasks=1"])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "cut").mkdir()
+    full = exp.run(cfg, tmp_path / "full", resume=False)
     saves = {"n": 0}
     original = Checkpoint.save
 
@@ -56,16 +56,12 @@ def test_resume_gives_the_same_results_as_an_uninterrupted_run(tmp_path, monkeyp
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Checkpoint, "save", crash_on_second_save)
-    exp = EXPERIMENTS[0]
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(exp, exp.config(overrides), tmp_path / "cut")
+        exp.run(cfg, tmp_path / "cut", resume=False)
     monkeypatch.setattr(Checkpoint, "save", original)
-    assert (tmp_path / "cut" / "checkpoint.pt").exists()
-    code, _, err = cli("run", "sinusoid-maml", "--out", str(tmp_path / "cut"), "--resume")
-    assert code == 0, err
-    full = json.loads((tmp_path / "full" / "results.json").read_text())
-    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
-    assert full == cut
+    state = Checkpoint(tmp_path / "cut").load()
+    assert state["current"]["step"] == 30 and not state["done"]
+    assert exp.run(cfg, tmp_path / "cut", resume=True) == full
 
 
 @pytest.mark.parametrize("bad, key", [("shots=0", "shots"), ("methods=maml,reptile", "methods"),
