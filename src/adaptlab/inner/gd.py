@@ -40,7 +40,8 @@ Loss = Literal["squared", "logistic"]
 
 def loss_grad(A: Tensor, beta: Tensor, y: Tensor, loss: Loss = "squared", weight_decay: float = 0.0) -> Tensor:
     """Gradient of the mean ``loss`` (+ (wd/2)||beta||^2) w.r.t. beta: A (T, n, d), beta (T, d), y (T, n)."""
-    m = torch.einsum("tnd,td->tn", A, beta)  # (T, n) predictions / margins' numerator
+    # row-vector products: several times faster than einsum's batched matrix-vector path on CPU
+    m = (beta.unsqueeze(-2) @ A.mT).squeeze(-2)  # (T, n) predictions A beta
     n = A.shape[-2]
     if loss == "squared":
         r = 2.0 / n * (m - y)
@@ -48,7 +49,7 @@ def loss_grad(A: Tensor, beta: Tensor, y: Tensor, loss: Loss = "squared", weight
         r = -y * torch.sigmoid(-y * m) / n
     else:
         raise ValueError(f"loss={loss!r} is invalid; expected 'squared' or 'logistic'")
-    g = torch.einsum("tnd,tn->td", A, r)  # (T, d)
+    g = (r.unsqueeze(-2) @ A).squeeze(-2)  # (T, d) = A^T r
     return g + weight_decay * beta if weight_decay else g
 
 
