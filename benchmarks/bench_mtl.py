@@ -104,7 +104,8 @@ def main() -> None:
         for m in METHODS:
             mem = memory(m, T)
             rows.append({"tasks": T, "method": m, "ms_per_step": 1e3 * times[m],
-                         "time_vs_equal": times[m] / times["equal"], "peak_rss_growth_mib": mem["peak_growth_kib"] / 1024,
+                         "time_vs_equal": times[m] / times["equal"],
+                         "peak_rss_growth_mib": mem["peak_growth_kib"] / 1024,
                          "gradient_matrix_mib": (T * mem["n_shared"] * 4 / 2**20
                                                  if m in ("mgda", "pcgrad", "cagrad") else 0.0)})
     env["loadavg_end"] = os.getloadavg()
@@ -113,7 +114,8 @@ def main() -> None:
     lines = [f"nproc {env['nproc']}, load average at start {env['loadavg_start'][0]:.1f} / end "
              f"{env['loadavg_end'][0]:.1f}, torch {env['torch']}, 1 thread, median of {args.rounds} interleaved "
              f"rounds × {args.steps} steps, batch 256, LeNet encoder (shared) + T heads.", "",
-             "| tasks | method | ms / step | × equal | peak RSS growth (MiB) | G matrix (MiB) |", "|---|---|---|---|---|---|"]
+             "| tasks | method | ms / step | × equal | peak RSS growth (MiB) | G matrix (MiB) |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {r['tasks']} | {r['method']} | {r['ms_per_step']:.1f} | {r['time_vs_equal']:.2f} | "
               f"{r['peak_rss_growth_mib']:.1f} | {r['gradient_matrix_mib']:.2f} |" for r in rows]
     (OUT / "mtl_overhead.md").write_text("\n".join(lines) + "\n")
