@@ -59,8 +59,10 @@ class SinusoidTasks:
         self.dtype, self.device = dtype, torch.device(device)
 
     def _uniform(self, shape: tuple[int, ...], lo: float, hi: float, generator: torch.Generator | None) -> Tensor:
-        u = torch.rand(shape, generator=generator, dtype=self.dtype, device=self.device)
-        return lo + (hi - lo) * u
+        # drawn where the generator lives (a CPU generator gives the same tasks on every device), then moved
+        u = torch.rand(shape, generator=generator, dtype=self.dtype,
+                       device=generator.device if generator is not None else self.device)
+        return lo + (hi - lo) * u.to(self.device)
 
     def sample(self, num_tasks: int, n_support: int, n_query: int,
                generator: torch.Generator | None = None) -> SinusoidBatch:
