@@ -184,7 +184,7 @@ def figures(res: dict, cfg: PruneMnistConfig, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     names = res["layers"]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.8), squeeze=False, layout="constrained")
     for ax, n in zip(axes[0], names):
         for key, color, label in (("dense", "0.6", "dense"), ("pruned", "C3", "after pruning + fine-tune")):
             h = res["histograms"].get(key, {}).get(n)
@@ -192,6 +192,7 @@ def figures(res: dict, cfg: PruneMnistConfig, out_dir: Path) -> list[str]:
                 ax.stairs(h["counts"], h["edges"], fill=key == "dense", color=color, label=label)
         ax.set_title(n.replace(".weight", ""), fontsize=9)
         ax.set_xlabel("weight value")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
     axes[0][0].set_ylabel("count")
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Weight histograms per layer (pruned: non-zeros only)")
@@ -231,8 +232,8 @@ def figures(res: dict, cfg: PruneMnistConfig, out_dir: Path) -> list[str]:
     d = res["dense"]
     dense_lat = res["latency"]["dense"]
     vals = [(c["l2"]["macs"] / d["macs"], "MACs"), (c["l2"]["params"] / d["params"], "params"),
-            (c["latency"]["batch64"]["median_ms"] / dense_lat["batch64"]["median_ms"], "latency b64"),
-            (c["latency"]["batch1"]["median_ms"] / dense_lat["batch1"]["median_ms"], "latency b1")]
+            (c["latency"]["batch64"]["median_ms"] / dense_lat["batch64"]["median_ms"], "time b64"),
+            (c["latency"]["batch1"]["median_ms"] / dense_lat["batch1"]["median_ms"], "time b1")]
     axes[1].bar([v[1] for v in vals], [v[0] for v in vals], color="C2")
     axes[1].axhline(1.0, color="k", lw=1, ls=":")
     axes[1].set(ylabel="pruned / dense", title="Cost after channel pruning (CPU, 1 thread)")

@@ -177,7 +177,7 @@ def figures(res: dict, cfg: QuantizeMnistConfig, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     names = list(res["models"])
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False, layout="constrained")
     for ax, n in zip(axes[0], names):
         r = res["models"][n]
         bits = sorted(int(b) for b in r["kmeans"])
@@ -191,7 +191,7 @@ def figures(res: dict, cfg: QuantizeMnistConfig, out_dir: Path) -> list[str]:
     fig.suptitle("k-means quantization before and after training the centroids")
     save_figure(fig, out_dir / "kmeans.png")
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
     kinds = (("float", "test_acc_float", "float32"), ("int8_ours", "test_acc_int8_ours", "int8 integer-only (ours)"),
              ("int8_torch", "test_acc_int8_torch", "int8 torch.ao"))
     x = torch.arange(len(names)).float()
