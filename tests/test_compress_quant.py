@@ -213,3 +213,13 @@ def test_channels_last_kernels_equal_the_nchw_ones_and_maxpool_equals_torch():
         assert torch.equal(lq.int_maxpool2d(qx, k, s), ref)
         assert torch.equal(lq.int_maxpool2d(qx.permute(0, 2, 3, 1), k, s, channels_last=True).permute(0, 3, 1, 2),
                            ref)
+
+
+def test_the_exact_float64_matmul_fallback_equals_int_mm(monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(-128, 128, (33, 72), generator=g, dtype=torch.int8)
+    b = torch.randint(-128, 128, (72, 16), generator=g, dtype=torch.int8)
+    fast = lq._int_matmul(a, b)
+    monkeypatch.delattr(torch, "_int_mm")
+    assert torch.equal(lq._int_matmul(a, b), fast)
+    assert torch.equal(fast, a.long() @ b.long())

@@ -123,7 +123,9 @@ def _int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """int8 (m, k) x int8 (k, n) -> int32 (m, n)."""
     if hasattr(torch, "_int_mm") and a.device.type == "cpu":
         return torch._int_mm(a.contiguous(), b.contiguous())
-    return a.to(torch.int32) @ b.to(torch.int32)  # other devices/older torch: int32 matmul, same integers
+    # Elsewhere (GPU integer matmul has shape constraints; no int32 GEMM): float64 is exact here, since
+    # |sum| <= k * 128 * 128 < 2^53 for any realistic k.
+    return (a.double() @ b.double()).to(torch.int32)
 
 
 def _im2col(qx: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
