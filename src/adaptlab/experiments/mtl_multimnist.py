@@ -317,7 +317,9 @@ def figures(results: dict, cfg: MultiMNISTConfig, out_dir: Path) -> list[str]:
 
     names = ["pareto.png", "conflict.png", "cka.png"]
     pareto_figure(results, out_dir / names[0])
-    conflict_figure(results, cfg.train.diag_every, out_dir / names[1])
+    per_epoch = -(-results["n_train"] // cfg.train.batch_size)  # batches per epoch (last one partial)
+    steps = [e * per_epoch + b for e in range(cfg.train.epochs) for b in range(0, per_epoch, cfg.train.diag_every)]
+    conflict_figure(results, steps, out_dir / names[1])
     cka_figure(results, out_dir / names[2])
     return names
 

@@ -35,8 +35,10 @@ def pareto_figure(results: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def conflict_figure(results: dict, every: int, path: Path) -> None:
-    """Cosine between the two tasks' shared gradients during training (smoothed), one line per method."""
+def conflict_figure(results: dict, steps: list[int], path: Path) -> None:
+    """Cosine between the two tasks' shared gradients during training (smoothed), one line per method.
+
+    ``steps`` are the global training steps at which the cosines were measured."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -46,11 +48,12 @@ def conflict_figure(results: dict, every: int, path: Path) -> None:
             continue
         k = max(1, len(cs) // 25)
         smooth = [sum(cs[max(0, i - k + 1):i + 1]) / len(cs[max(0, i - k + 1):i + 1]) for i in range(len(cs))]
-        ax.plot([i * every for i in range(len(cs))], smooth, color=_COLORS.get(m), label=m)
+        ax.plot(steps[:len(cs)], smooth, color=_COLORS.get(m), label=m)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("training step")
     ax.set_ylabel("cos(∇ L_left, ∇ L_right), shared params")
-    ax.set_title("Gradient conflict during training (seed 0, moving average)")
+    k = max(1, max((len(c["cosine"]) for c in results["conflict"].values()), default=0) // 25)
+    ax.set_title("Gradient conflict during training (seed 0" + (f", {k}-point moving average)" if k > 1 else ")"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     save_figure(fig, path)
