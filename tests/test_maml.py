@@ -10,6 +10,7 @@ from torch.func import functional_call
 
 from adaptlab.meta.maml import MAML, adapt_tasks, inner_adapt, maml_meta_loss
 from adaptlab.models.mlp import MLP
+
 from conftest import assert_close
 
 
@@ -181,3 +182,15 @@ def test_gradcheck_second_order_with_batchnorm_under_vmap():
 
     inputs = tuple(p.detach().clone().requires_grad_() for p in model.parameters())
     assert torch.autograd.gradcheck(meta_loss, inputs)
+
+
+def test_adapt_tasks_works_under_no_grad_and_leaves_no_graph():
+    model = MLP((1, 8, 1)).double()
+    params = dict(model.named_parameters())
+    xs, ys, xq, yq = _tasks(T=2)
+    want = adapt_tasks(model, params, {}, xs, ys, F.mse_loss, 3, 0.1, x_eval=xq, y_eval=yq)
+    with torch.no_grad():
+        got = adapt_tasks(model, params, {}, xs, ys, F.mse_loss, 3, 0.1, x_eval=xq, y_eval=yq)
+    assert_close(got["loss"], want["loss"])
+    assert not got["pred"].requires_grad and not want["loss"].requires_grad
+    assert (want["loss"][:, -1] < want["loss"][:, 0]).all()

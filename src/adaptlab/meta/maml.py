@@ -20,7 +20,11 @@ Variants: ``lr`` may be a dict of per-parameter tensors that are themselves lear
 the head only; the body still gets the outer gradient).
 
 Everything is a pure function of a parameter dict through ``torch.func.functional_call``; the model is only
-used for its forward code, never mutated. Batch norm: under ``vmap`` each task gets its own copy of the
+used for its forward code, never mutated. The T inner loops of a meta-step run together (:func:`inner_loop`):
+one ``vmap``-ed forward over the task dim with per-task parameter copies ``(T, ...)``, and one
+``torch.autograd.grad`` of the summed support losses, which (the tasks being independent) is every task's own
+gradient. Because of that ``autograd.grad`` call these functions are not meant to be wrapped in a further
+``vmap``; batch the tasks on the leading dim instead. Batch norm: under ``vmap`` each task gets its own copy of the
 buffers, so in training mode every task normalizes with its own batch statistics (transductive, as in the
 reference MAML code) and updates its own running statistics; :func:`maml_meta_loss` returns their task
 mean, which :class:`MAML` writes back into the module.
@@ -38,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 
 Params = dict[str, Tensor]
@@ -122,6 +126,54 @@ def _forward(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[st
 # ------------------------------------------------------------------------------------------ functional core
 
 
+def _task_loss(model: nn.Module, loss_fn: LossFn):
+    """loss(fast, frozen, buffers, x, y) of one task; vmapped over tasks by the callers."""
+    def loss(fast: Params, frozen: Params, bufs: Params, x: Tensor, y: Tensor) -> Tensor:
+        return loss_fn(_forward(model, {**frozen, **fast}, bufs, x), y)
+    return loss
+
+
+def inner_loop(model: nn.Module, fast_t: Params, frozen: Params, buffers_t: Params, x_s: Tensor, y_s: Tensor,
+               loss_fn: LossFn, steps: int, lr: LR, first_order: bool = False,
+               chunk_size: int | None = None) -> Params:
+    """K inner steps for T tasks at once: the one implementation every entry point below uses.
+
+    The forward pass of all tasks is one ``vmap`` over the task dim; the tasks are independent, so the
+    gradient of the *sum* of their support losses w.r.t. the per-task parameters ``(T, ...)`` is every
+    task's own gradient, and one ``torch.autograd.grad`` call (``create_graph=True`` for second order) gives
+    all of them. This is plain autograd on batched operations, faster on small models than nesting
+    ``torch.func.grad`` inside ``vmap``.
+
+    Args:
+        fast_t: the parameters to adapt, per task: ``(T, *shape)`` (e.g. ``v.expand(T, *v.shape)``).
+        frozen: parameters shared by all tasks and not adapted (ANIL's body); may be empty.
+        buffers_t: per-task buffers ``(T, *shape)`` (:func:`per_task_buffers`).
+        x_s, y_s: support sets ``(T, n, ...)``.
+        Others as in :func:`inner_adapt`.
+
+    Returns:
+        The adapted per-task parameters ``(T, *shape)``.
+    """
+    if steps < 0:
+        raise ValueError(f"steps={steps} is invalid; expected an integer >= 0")
+    batched = vmap(_task_loss(model, loss_fn), in_dims=(0, None, 0, 0, 0), randomness="different",
+                   chunk_size=chunk_size)
+    held = {k: v.detach() for k, v in frozen.items()} if first_order else frozen
+    with torch.enable_grad():  # adaptation needs gradients even when the caller evaluates under no_grad
+        for _ in range(steps):
+            # first order: the inner gradients are constants, taken at detached points (no graph kept)
+            point = {k: v.detach().requires_grad_() if first_order or not v.requires_grad else v
+                     for k, v in fast_t.items()}
+            losses = batched(point, held, buffers_t, x_s, y_s)  # (T,)
+            grads = torch.autograd.grad(losses.sum(), list(point.values()), create_graph=not first_order)
+            fast_t = {k: v - _step_size(lr, k) * g for (k, v), g in zip(fast_t.items(), grads)}
+    return fast_t
+
+
+def _expand(params: Params, tasks: int) -> Params:
+    return {k: v.unsqueeze(0).expand(tasks, *v.shape) for k, v in params.items()}
+
+
 def inner_adapt(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x: Tensor,
                 y: Tensor, loss_fn: LossFn, steps: int, lr: LR, first_order: bool = False,
                 adapt: Iterable[str] | None = None) -> Params:
@@ -133,7 +185,7 @@ def inner_adapt(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping
         model: any module; only its forward is used, via ``functional_call(model, (params, buffers), x)``.
         params: the meta-parameters :math:`\\theta` by name (``dict(model.named_parameters())``).
         buffers: the module's buffers (``dict(model.named_buffers())``); batch-norm running statistics are
-            updated in place, so pass per-task copies when vectorizing (see :func:`per_task_buffers`).
+            updated in place.
         x, y: one task's support inputs ``(n, ...)`` and targets.
         loss_fn: ``loss_fn(prediction, y) -> scalar``, e.g. ``F.mse_loss`` or ``F.cross_entropy``.
         steps: K >= 0; ``steps=0`` returns the parameters unchanged.
@@ -143,7 +195,7 @@ def inner_adapt(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping
 
     Returns:
         The adapted parameters, same names and shapes as ``params``; differentiable w.r.t. ``params`` and
-        ``lr`` by ordinary autograd (and under ``torch.func`` transforms).
+        ``lr`` by ordinary autograd.
 
     Example::
 
@@ -154,31 +206,21 @@ def inner_adapt(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping
         >>> sorted(fast)
         ['bias', 'weight']
     """
-    if steps < 0:
-        raise ValueError(f"steps={steps} is invalid; expected an integer >= 0")
     fast, frozen = split_params(params, adapt)
-    # First order: the inner gradients are constants, so they are taken at detached points (no graph kept).
-    held = {k: v.detach() for k, v in frozen.items()} if first_order else frozen
-
-    def support_loss(fast_p: Params, bufs: Params) -> Tensor:
-        # buffers are an argument (not captured) so batch norm may update its running stats in place
-        return loss_fn(_forward(model, {**held, **fast_p}, bufs, x), y)
-
-    for _ in range(steps):
-        point = {k: v.detach() for k, v in fast.items()} if first_order else fast
-        g = grad(support_loss)(point, dict(buffers))
-        fast = {k: v - _step_size(lr, k) * g[k] for k, v in fast.items()}
-    return {**frozen, **fast}
+    buffers_1 = {k: v.unsqueeze(0) for k, v in buffers.items()}  # views: running stats update in place
+    fast_1 = inner_loop(model, _expand(fast, 1), frozen, buffers_1, x.unsqueeze(0), y.unsqueeze(0), loss_fn,
+                        steps, lr, first_order)
+    return {**frozen, **{k: v[0] for k, v in fast_1.items()}}
 
 
 def maml_meta_loss(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
                    x_s: Tensor, y_s: Tensor, x_q: Tensor, y_q: Tensor, loss_fn: LossFn, steps: int, lr: LR,
                    first_order: bool = False, adapt: Iterable[str] | None = None,
                    chunk_size: int | None = None) -> tuple[Tensor, dict[str, Tensor | Params]]:
-    """MAML meta-loss of a batch of T tasks, the inner loops vectorized with ``vmap``.
+    """MAML meta-loss of a batch of T tasks, all inner loops at once (see :func:`inner_loop`).
 
     :math:`\\mathcal{L}(\\theta) = \\frac1T \\sum_t \\mathrm{loss\\_fn}(f_{\\phi^{(t)}_K}(x^q_t), y^q_t)` with
-    :math:`\\phi^{(t)}_K` from :func:`inner_adapt`. Call ``.backward()`` (or ``torch.autograd.grad``) on it
+    :math:`\\phi^{(t)}_K` as in :func:`inner_adapt`. Call ``.backward()`` (or ``torch.autograd.grad``) on it
     for the second-order or, with ``first_order=True``, the first-order meta-gradient.
 
     Args:
@@ -200,13 +242,13 @@ def maml_meta_loss(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapp
         >>> loss.backward(); aux["task_losses"].shape
         torch.Size([4])
     """
-    buffers_t = per_task_buffers(buffers, x_s.shape[0])
-
-    def task_loss(b: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
-        fast = inner_adapt(model, params, b, xs, ys, loss_fn, steps, lr, first_order, adapt)
-        return loss_fn(_forward(model, fast, b, xq), yq)
-
-    losses = vmap(task_loss, randomness="different", chunk_size=chunk_size)(buffers_t, x_s, y_s, x_q, y_q)
+    T = x_s.shape[0]
+    fast, frozen = split_params(params, adapt)
+    buffers_t = per_task_buffers(buffers, T)
+    fast_t = inner_loop(model, _expand(fast, T), frozen, buffers_t, x_s, y_s, loss_fn, steps, lr, first_order,
+                        chunk_size)
+    losses = vmap(_task_loss(model, loss_fn), in_dims=(0, None, 0, 0, 0), randomness="different",
+                  chunk_size=chunk_size)(fast_t, frozen, buffers_t, x_q, y_q)  # (T,)
     return losses.mean(), {"task_losses": losses, "buffers": mean_buffers(buffers_t)}
 
 
@@ -226,23 +268,25 @@ def adapt_tasks(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping
         ``{"pred": (T, steps + 1, n_e, ...)}`` predictions after 0..K steps, plus ``"loss": (T, steps + 1)``
         when ``y_eval`` is given.
     """
-    params = {k: v.detach() for k, v in params.items()}
+    T = x_s.shape[0]
+    fast, frozen = split_params({k: v.detach() for k, v in params.items()}, adapt)
     x_eval = x_s if x_eval is None else x_eval
     metric = loss_fn if metric is None else metric
-
-    def one_task(b: Params, xs: Tensor, ys: Tensor, xe: Tensor) -> Tensor:
-        fast, preds = params, [_forward(model, params, b, xe)]
-        for _ in range(steps):
-            fast = inner_adapt(model, fast, b, xs, ys, loss_fn, 1, lr, True, adapt)
-            preds.append(_forward(model, fast, b, xe))
-        return torch.stack(preds)  # (K + 1, n_e, ...)
-
-    pred = vmap(one_task, randomness="different")(per_task_buffers(buffers, x_s.shape[0]), x_s, y_s, x_eval)
-    out = {"pred": pred.detach()}
+    lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, Mapping) else lr
+    buffers_t = per_task_buffers(buffers, T)
+    predict = vmap(lambda fp, fr, b, x: _forward(model, {**fr, **fp}, b, x), in_dims=(0, None, 0, 0),
+                   randomness="different")
+    fast_t = _expand(fast, T)
+    preds = [predict(fast_t, frozen, buffers_t, x_eval)]
+    for _ in range(steps):
+        fast_t = inner_loop(model, fast_t, frozen, buffers_t, x_s, y_s, loss_fn, 1, lr, True)
+        preds.append(predict(fast_t, frozen, buffers_t, x_eval))
+    pred = torch.stack(preds, 1).detach()  # (T, K + 1, n_e, ...)
+    out = {"pred": pred}
     if y_eval is not None:
-        T, K1 = pred.shape[:2]  # flatten (T, K + 1): nested vmap of F.mse_loss with in_dims=None fails
+        K1 = pred.shape[1]  # flatten (T, K + 1): nested vmap of F.mse_loss with in_dims=None fails
         target = y_eval.unsqueeze(1).expand(T, K1, *y_eval.shape[1:]).reshape(T * K1, *y_eval.shape[1:])
-        out["loss"] = vmap(metric)(pred.reshape(T * K1, *pred.shape[2:]), target).reshape(T, K1).detach()
+        out["loss"] = vmap(metric)(pred.reshape(T * K1, *pred.shape[2:]), target).reshape(T, K1)
     return out
 
 
