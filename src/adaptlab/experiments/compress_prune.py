@@ -227,8 +227,9 @@ def figures(res: dict, cfg: PruneMnistConfig, out_dir: Path) -> list[str]:
         axes[0].bar([j + 0.4 * i for j in range(2)], [100 * c[k][stage] for k in ("l2", "first")], 0.4,
                     label=stage.replace("test_acc_", "").replace("_", " "))
     axes[0].set_xticks([0.2, 1.2], labels)
-    axes[0].set(ylabel="test accuracy (%)", title=f"Channel pruning, {c['ratio']:.0%} of channels removed")
-    axes[0].legend(fontsize=8)
+    axes[0].set(ylabel="test accuracy (%)", ylim=(0, 118),
+                title=f"Channel pruning, {c['ratio']:.0%} of channels removed")
+    axes[0].legend(fontsize=8, loc="upper center", ncol=2)
     d = res["dense"]
     dense_lat = res["latency"]["dense"]
     vals = [(c["l2"]["macs"] / d["macs"], "MACs"), (c["l2"]["params"] / d["params"], "params"),

@@ -176,7 +176,7 @@ def run(cfg: QuantizeMnistConfig, out_dir: Path, resume: bool = False) -> dict:
 def figures(res: dict, cfg: QuantizeMnistConfig, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
-    names = list(res["models"])
+    names = [n for n in MODELS if n in res["models"]]   # results.json stores keys sorted; plot in model order
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False, layout="constrained")
     for ax, n in zip(axes[0], names):
         r = res["models"][n]
