@@ -13,7 +13,7 @@ from helpers import cli
 
 TINY_MM = {"data.n_train": 192, "data.n_test": 64, "train.epochs": 2, "train.batch_size": 64, "seeds": [0],
            "methods": ["single", "gradnorm", "pcgrad"], "pareto_weights": [0.5], "cka_examples": 64,
-           "probe_examples": 32}
+           "probe_examples": 32, "probe_epochs": 3}
 
 
 def _strip_times(obj):

@@ -60,6 +60,7 @@ class MultiMNISTConfig(BaseConfig):
     pareto_weights: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95])
     cka_examples: int = 2000
     probe_examples: int = 500  # labelled examples of the "new task" for CKA-based checkpoint selection
+    probe_epochs: int = 30  # epochs of the small probe network trained on those examples
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,6 +87,7 @@ class MultiMNISTConfig(BaseConfig):
         check(2 <= self.cka_examples <= d.n_test, "cka_examples", self.cka_examples, "an integer in 2..data.n_test")
         check(2 <= self.probe_examples <= d.n_train, "probe_examples", self.probe_examples,
               "an integer in 2..data.n_train")
+        check(self.probe_epochs >= 1, "probe_epochs", self.probe_epochs, "a positive integer")
 
 
 # ---------------------------------------------------------------------------------------- the data
@@ -219,7 +221,7 @@ def checkpoint_selection(cfg: MultiMNISTConfig, data: dict, encoders: dict) -> d
     for t in TASKS:
         job = {"name": f"probe-{t}", "method": "equal", "tasks": (t,), "seed": cfg.seeds[0]}
         small = {"x": xtr, t: data[t][-n:], "tx": xte, "t" + t: data["t" + t][:m]}
-        pcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=30, batch_size=50))
+        pcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=cfg.probe_epochs, batch_size=50))
         probe, rec = train_job(job, pcfg, small, lambda s: None, None)
         pf = encoder_features(probe, xte)
         from adaptlab.mtl.diagnostics import select_by_cka
@@ -358,7 +360,7 @@ def summary(results: dict, cfg: MultiMNISTConfig) -> str:
 
 QUICK = {"data.n_train": 1024, "data.n_test": 512, "train.epochs": 1, "train.batch_size": 128, "seeds": [0],
          "methods": ["single", "equal", "uncertainty", "gradnorm", "mgda-ub", "pcgrad", "cagrad"],
-         "pareto_weights": [0.25, 0.75], "cka_examples": 256, "probe_examples": 128}
+         "pareto_weights": [0.25, 0.75], "cka_examples": 256, "probe_examples": 100, "probe_epochs": 5}
 
 EXPERIMENTS = [Experiment(
     name="mtl-multimnist",
