@@ -6,7 +6,9 @@
   g_2 = ((-θ₁-7)² + 0.1(-θ₂-8)²)/10 - 20. The paper's text prints f_2 with ``- tanh(-θ₂)``; the authors'
   released code (which produced the paper's figure) has ``+ tanh(-θ₂)``. We follow the code.
 * :func:`pcgrad_toy` — Yu et al. 2020, appendix: L_1 = 20 log max(|½θ₁ + tanh θ₂|, 5e-6),
-  L_2 = 25 log max(|½θ₁ - tanh θ₂ + 2|, 5e-6).
+  L_2 = 25 log max(|½θ₁ - tanh θ₂ + 2|, 5e-6), started at (0.5, -3). We use the natural log; the base only
+  rescales both losses by one common factor, to which MGDA, PCGrad and CAGrad directions are invariant
+  (and Adam nearly so).
 
 :func:`trajectories` runs Adam on every starting point and every aggregation rule at once (the rules are
 vmapped over the points), and :func:`pareto_curve` marks the Pareto-stationary set: the points where the two
