@@ -1,7 +1,7 @@
 """Training and evaluation loops shared by training, fine-tuning after pruning and k-means QAT.
 
 :func:`train_steps` minimises ``loss_fn(x_batch, y_batch)`` over an explicit list of leaf tensors with Adam
-or SGD and a cosine learning-rate schedule (computed from the step, so it needs no state). Mini-batches are
+or SGD and a cosine (or constant) learning-rate schedule, computed from the step so it needs no state. Mini-batches are
 drawn with replacement from an explicit ``torch.Generator``. Its whole state (step, parameters, module
 buffers such as batch-norm statistics, optimizer state, generator state, losses) can be saved every
 ``every`` steps and given back as ``resume`` to continue bit-for-bit.
@@ -44,6 +44,7 @@ def make_optimizer(params: Sequence[torch.Tensor], name: str, lr: float, weight_
 
 def train_steps(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
                 steps: int, batch_size: int, lr: float, generator: torch.Generator, optimizer: str = "adam",
+                schedule: str = "cosine",
                 weight_decay: float = 0.0, loss_fn: Callable | None = None,
                 after_step: Callable | None = None,
                 resume: dict | None = None, save: Callable[[dict], None] | None = None, every: int = 100,
@@ -55,6 +56,7 @@ def train_steps(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Tenso
         params: the tensors to optimise (e.g. ``model.parameters()`` or k-means codebooks).
         x, y: the training set on the model's device.
         steps, batch_size, lr, optimizer ("adam" | "sgd"), weight_decay: the optimisation.
+        schedule: "cosine" (decay to 0 over ``steps``) or "constant".
         generator: CPU generator for batch indices (its state is checkpointed).
         loss_fn: ``loss_fn(xb, yb) -> scalar``; default cross-entropy of ``model(xb)``.
         after_step: called after each optimizer step (e.g. re-apply pruning masks).
@@ -62,6 +64,8 @@ def train_steps(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Tenso
         save: ``save(state)`` every ``every`` steps.
         progress: optional wrapper for the step iterator (a progress bar).
     """
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"unknown schedule {schedule!r}; expected 'cosine' or 'constant'")
     params = list(params)
     opt = make_optimizer(params, optimizer, lr, weight_decay)
     loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
@@ -78,7 +82,7 @@ def train_steps(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Tenso
     it = range(start, steps)
     for step in (progress(it, total=steps, initial=start) if progress else it):
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(lr, step, steps)
+            g["lr"] = cosine_lr(lr, step, steps) if schedule == "cosine" else lr
         idx = torch.randint(0, len(x), (batch_size,), generator=generator).to(x.device)
         loss = loss_fn(x[idx], y[idx])
         opt.zero_grad(set_to_none=True)

@@ -16,13 +16,14 @@ from adaptlab.runner import Checkpoint, progress
 
 @dataclass
 class TrainCfg:
-    """Mini-batch training (Adam or SGD with Nesterov momentum, cosine learning-rate decay)."""
+    """Mini-batch training (Adam or SGD with Nesterov momentum; cosine learning-rate decay or constant)."""
 
     steps: int = 1500          # about 3 epochs of MNIST at batch 128: ~99% test accuracy for the VGG
     batch_size: int = 128
     lr: float = 2e-3
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = 0.0
+    schedule: Literal["cosine", "constant"] = "cosine"
 
     def __post_init__(self):
         check(self.steps >= 0, "train.steps", self.steps, "an integer >= 0")
@@ -128,7 +129,8 @@ def train_stage(stages: Stages, name: str, model: torch.nn.Module, data: Split, 
         g = torch.Generator().manual_seed(seed)
         losses = train_steps(model, leaves, data.train_x, data.train_y,
                              steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, generator=g,
-                             optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, resume=resume_state,
+                             optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                             resume=resume_state,
                              save=save, every=100, progress=lambda it, **kw: progress(it, desc=name, **kw),
                              **kwargs)
         return {"state": {k: v.clone() for k, v in model.state_dict().items()},

@@ -59,8 +59,9 @@ class Int8Cfg:
 
 
 def _mnist1d_train() -> TrainCfg:
-    # The MNIST-1D paper's CNN recipe: Adam, learning rate 1e-2, batch 100, 6000 steps.
-    return TrainCfg(steps=6000, batch_size=100, lr=1e-2)
+    # The MNIST-1D paper's CNN recipe: Adam, constant learning rate 1e-2, batch 100, 6000 steps. (Cosine
+    # decay overfits the 4000 training signals here: 91.2% instead of ~94% test accuracy.)
+    return TrainCfg(steps=6000, batch_size=100, lr=1e-2, schedule="constant")
 
 
 @dataclass
