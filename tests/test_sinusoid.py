@@ -29,7 +29,7 @@ def test_sinusoid_tasks_follow_the_paper_distribution():
 
 def test_maml_beats_the_jointly_pretrained_baseline_after_adaptation(tmp_path):
     exp = EXPERIMENTS[0]
-    cfg = exp.config(["shots=10", "methods=maml,pretrained", "meta_steps=600", "eval_tasks=300",
+    cfg = exp.config(["shots=10", "methods=maml,pretrained", "meta_steps=400", "eval_tasks=200",
                       "plot_tasks=1"])
     res = exp.run(cfg, tmp_path, resume=False)["shots"]["10"]  # the study; figures: the contract test
     maml, pre = res["maml"], res["pretrained"]
