@@ -358,9 +358,9 @@ def summary(results: dict, cfg: MultiMNISTConfig) -> str:
     return "\n".join(lines)
 
 
-QUICK = {"data.n_train": 1024, "data.n_test": 512, "train.epochs": 1, "train.batch_size": 128, "seeds": [0],
+QUICK = {"data.n_train": 512, "data.n_test": 256, "train.epochs": 1, "train.batch_size": 128, "seeds": [0],
          "methods": ["single", "equal", "uncertainty", "gradnorm", "mgda-ub", "pcgrad", "cagrad"],
-         "pareto_weights": [0.25, 0.75], "cka_examples": 256, "probe_examples": 100, "probe_epochs": 5}
+         "pareto_weights": [0.5], "cka_examples": 128, "probe_examples": 64, "probe_epochs": 3}
 
 EXPERIMENTS = [Experiment(
     name="mtl-multimnist",

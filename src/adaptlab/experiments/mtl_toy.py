@@ -130,4 +130,4 @@ EXPERIMENTS = [Experiment(
     name="mtl-toy",
     description="2-D two-task toys (PCGrad, CAGrad papers): Adam on mean loss vs MGDA vs PCGrad vs CAGrad",
     config_cls=ToyConfig, run=run, figures=figures, summary=summary,
-    quick={"steps": 300, "lr": 0.05, "record_every": 10, "grid": 60})]
+    quick={"steps": 150, "lr": 0.1, "record_every": 10, "grid": 40})]
