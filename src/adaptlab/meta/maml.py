@@ -24,10 +24,13 @@ used for its forward code, never mutated. The T inner loops of a meta-step run t
 one ``vmap``-ed forward over the task dim with per-task parameter copies ``(T, ...)``, and one
 ``torch.autograd.grad`` of the summed support losses, which (the tasks being independent) is every task's own
 gradient. Because of that ``autograd.grad`` call these functions are not meant to be wrapped in a further
-``vmap``; batch the tasks on the leading dim instead. Batch norm: under ``vmap`` each task gets its own copy of the
-buffers, so in training mode every task normalizes with its own batch statistics (transductive, as in the
-reference MAML code) and updates its own running statistics; :func:`maml_meta_loss` returns their task
-mean, which :class:`MAML` writes back into the module.
+``vmap``; batch the tasks on the leading dim instead.
+
+Batch norm: under ``vmap`` each task gets its own copy of the buffers, so in training mode every task
+normalizes with its own batch statistics (transductive, as in the reference MAML code) and updates its own
+running statistics; :func:`maml_meta_loss` returns their task mean, which :class:`MAML` writes back into the
+module. (Nesting ``torch.func.grad`` inside ``vmap`` instead gives wrong second derivatives through the
+batch-norm kernel in torch 2.13; the formulation here passes ``gradcheck``, see tests/test_maml.py.)
 
 References:
     Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks. ICML 2017.
@@ -40,10 +43,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from torch.overrides import TorchFunctionMode
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -77,49 +78,8 @@ def _step_size(lr: LR, name: str) -> Tensor | float:
     return lr[name] if isinstance(lr, Mapping) else lr
 
 
-def _batch_norm_train(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
-                      weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
-                      momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """``F.batch_norm`` in training mode written out: (x - mean) / sqrt(var + eps) * weight + bias."""
-    if not training:
-        return F.batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
-    dims = [0, *range(2, x.dim())]
-    shape = [1, -1] + [1] * (x.dim() - 2)
-    mean, var = x.mean(dims, keepdim=True), x.var(dims, unbiased=False, keepdim=True)  # (1, C, 1...)
-    out = (x - mean) * torch.rsqrt(var + eps)
-    out = out if weight is None else out * weight.view(shape)
-    out = out if bias is None else out + bias.view(shape)
-    if running_mean is not None and running_var is not None:
-        n = x.numel() // x.shape[1]
-        running_mean.mul_(1 - momentum).add_(momentum * mean.detach().flatten())
-        running_var.mul_(1 - momentum).add_(momentum * n / max(n - 1, 1) * var.detach().flatten())
-    return out
-
-
-class _ReferenceBatchNorm(TorchFunctionMode):
-    """Route training-mode ``F.batch_norm`` through :func:`_batch_norm_train`.
-
-    The fused batch-norm kernel gives wrong second derivatives under ``vmap`` (checked against finite
-    differences in tests/test_maml.py), so models with batch norm use the written-out formula instead.
-    """
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.batch_norm:
-            return _batch_norm_train(*args, **kwargs)
-        return func(*args, **kwargs)
-
-
-def _has_batch_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
 def _forward(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
              x: Tensor) -> Tensor:
-    """``functional_call`` with batch norm made safe for second-order ``vmap`` (see _ReferenceBatchNorm)."""
-    if _has_batch_norm(model):
-        with _ReferenceBatchNorm():
-            return functional_call(model, (dict(params), dict(buffers)), (x,))
     return functional_call(model, (dict(params), dict(buffers)), (x,))
 
 
