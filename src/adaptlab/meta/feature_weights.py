@@ -58,7 +58,7 @@ def feature_weight_meta_loss(c: Tensor, batch: TaskBatch, features: Callable[[Te
     (the original study's choice: its step size 1e-2 is meant for the summed loss).
     """
     alpha = inner(features(batch.x_support), c, batch.y_support)  # (T, d)
-    pred = torch.einsum("tmd,td->tm", features(batch.x_query), alpha)  # (T, m)
+    pred = (features(batch.x_query) @ alpha.unsqueeze(-1)).squeeze(-1)  # (T, m); faster than einsum on CPU
     losses = point_loss(pred, batch.y_query)  # (T, m)
     return losses.mean() if reduction == "mean" else losses.sum()
 

@@ -136,7 +136,7 @@ class FourierTasks:
 
     def function(self, coef: Tensor, x: Tensor) -> Tensor:
         """f(x) for each task: coef (T, d), x (T, n) -> (T, n)."""
-        return torch.einsum("tnd,td->tn", self.features(x), coef)
+        return (self.features(x) @ coef.unsqueeze(-1)).squeeze(-1)  # (T, n)
 
     def training_labels(self, coef: Tensor, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Noisy regression labels, or (possibly flipped) sign labels, for training points."""
