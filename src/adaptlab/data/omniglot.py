@@ -150,9 +150,25 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return y.reshape(*lead, size, size)
 
 
+def _cache_file(path: Path) -> Path:
+    """Decoded-tensor cache next to the user's other caches (``$ADAPTLAB_CACHE``, default ~/.cache/adaptlab),
+    named by the archive's SHA-256 so a changed archive never meets a stale cache."""
+    from adaptlab.data._archive import sha256_file
+
+    base = os.environ.get("ADAPTLAB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "adaptlab")
+    return Path(base) / f"omniglot-{sha256_file(path)[:20]}.pt"
+
+
 def _read_characters(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:
     """All characters of a background/evaluation zip: (C, 20, 105, 105) uint8, alphabets, characters."""
     key = (str(path.resolve()), "chars")
+    cache = _cache_file(path)
+    if key not in _DECODED and cache.is_file():
+        try:
+            saved = torch.load(cache, weights_only=True)
+            _DECODED[key] = (saved["images"], list(saved["alphabets"]), list(saved["characters"]))
+        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt from the verified archive
+            pass
     if key not in _DECODED:
         groups: dict[tuple[str, str], list[tuple[str, torch.Tensor]]] = {}
         with zipfile.ZipFile(path) as zf:
@@ -167,6 +183,15 @@ def _read_characters(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:
         keys = sorted(groups)
         images = torch.stack([torch.stack([im for _, im in sorted(groups[k])]) for k in keys])
         _DECODED[key] = (images, [k[0] for k in keys], [k[1] for k in keys])
+        try:                                               # best effort: a read-only home just decodes again
+            from adaptlab.runner import atomic_write_bytes
+
+            buf = io.BytesIO()
+            torch.save({"images": images, "alphabets": _DECODED[key][1], "characters": _DECODED[key][2]}, buf)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(cache, buf.getvalue())
+        except OSError:
+            pass
     return _DECODED[key]
 
 

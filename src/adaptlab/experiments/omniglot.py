@@ -180,6 +180,15 @@ def build(cfg: OmniglotConfig, x: torch.Tensor, y: torch.Tensor, n_classes: int)
     return model, list(model.parameters()), sample_batch, lambda b: F.cross_entropy(model(b[0]), b[1]), embed, head
 
 
+def _embedding_head(embed, head):
+    """``head`` over images: embed the stacked episodes' images, then classify."""
+    def predict(sx, sy, qx, n):
+        b, ns, nq = sx.shape[0], sx.shape[1], qx.shape[1]
+        z = embed(torch.cat([sx.flatten(0, 1), qx.flatten(0, 1)]))
+        return head(z[: b * ns].view(b, ns, -1), sy, z[b * ns:].view(b, nq, -1), n)
+    return predict
+
+
 def oneshot20_cost(embed, head, device):
     """A 20-run cost matrix (one per row) from a method: the run is one 20-way 1-shot episode."""
     def cost(train, test):
@@ -263,9 +272,12 @@ def _evaluate(cfg, bg, embed, head) -> dict:
         return out
     out["held_out_alphabets"] = test.alphabet_names
     x, y = test.labelled()
-    if embed is not None:                                   # embed every held-out image once
-        x = embed(x.to(cfg.device))
     e = cfg.eval
+    needed = e.episodes * sum(w * (k + e.queries) for w in e.ways for k in e.shots)
+    if embed is not None and needed >= len(x):          # embed every held-out image once ...
+        x = embed(x.to(cfg.device))
+    elif embed is not None:                             # ... or only the sampled ones (same numbers: eval-mode
+        head = _embedding_head(embed, head)             # embeddings do not depend on the batch)
     for i, (way, shot) in enumerate((w, s) for w in e.ways for s in e.shots):
         sampler = EpisodeSampler(x, y, way, shot, e.queries)
         g = torch.Generator().manual_seed(cfg.seed * 1000 + 100 + i)   # same episodes for every method
