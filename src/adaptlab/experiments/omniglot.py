@@ -343,9 +343,11 @@ _DEFAULTS = {
 EXPERIMENTS = [
     _exp("omniglot-protonet", "protonet", "Prototypical Networks on Omniglot: 20-run error and N-way K-shot CIs"),
     _exp("omniglot-maml", "maml", "second-order MAML (conv4) on Omniglot: 20-run error and N-way K-shot CIs",
-         {"train.n_way": 20, "train.q_query": 1, "train.meta_batch": 1}),
+         {"train.n_way": 20, "train.q_query": 1, "train.meta_batch": 1, "train.steps": 2,
+          "train.test_inner_steps": 1}),
     _exp("omniglot-fomaml", "fomaml", "first-order MAML (conv4) on Omniglot: 20-run error and N-way K-shot CIs",
-         {"train.n_way": 20, "train.q_query": 1, "train.meta_batch": 1}),
+         {"train.n_way": 20, "train.q_query": 1, "train.meta_batch": 1, "train.steps": 2,
+          "train.test_inner_steps": 1}),
     _exp("omniglot-baselines", "baselines",
          "Omniglot baselines: modified Hausdorff, pixel/feature nearest neighbour, fine-tuned head"),
 ]
