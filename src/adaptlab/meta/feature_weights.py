@@ -57,8 +57,10 @@ def feature_weight_meta_loss(c: Tensor, batch: TaskBatch, features: Callable[[Te
     ``reduction="mean"`` averages the per-point losses over tasks and query points; ``"sum"`` adds them up
     (the original study's choice: its step size 1e-2 is meant for the summed loss).
     """
-    alpha = inner(features(batch.x_support), c, batch.y_support)  # (T, d)
-    pred = (features(batch.x_query) @ alpha.unsqueeze(-1)).squeeze(-1)  # (T, m); faster than einsum on CPU
+    phi_s = features(batch.x_support) if batch.phi_support is None else batch.phi_support  # (T, n, d)
+    phi_q = features(batch.x_query) if batch.phi_query is None else batch.phi_query  # (T, m, d)
+    alpha = inner(phi_s, c, batch.y_support)  # (T, d)
+    pred = (phi_q @ alpha.unsqueeze(-1)).squeeze(-1)  # (T, m); faster than einsum on CPU
     losses = point_loss(pred, batch.y_query)  # (T, m)
     return losses.mean() if reduction == "mean" else losses.sum()
 

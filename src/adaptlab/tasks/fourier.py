@@ -81,6 +81,7 @@ class TaskBatch:
         x_support, y_support: (T, n_support) training inputs and (noisy / possibly flipped) labels.
         x_query, y_query: (T, n_query) fresh inputs and clean labels.
         coef: (T, d) true coefficients alpha (zero outside S).
+        phi_support, phi_query: (T, n, d) features of the inputs, computed once at sampling (optional).
     """
 
     x_support: Tensor
@@ -88,6 +89,8 @@ class TaskBatch:
     x_query: Tensor
     y_query: Tensor
     coef: Tensor
+    phi_support: Tensor | None = None
+    phi_query: Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -134,20 +137,22 @@ class FourierTasks:
         coef[:, self.support] = a
         return coef
 
-    def function(self, coef: Tensor, x: Tensor) -> Tensor:
-        """f(x) for each task: coef (T, d), x (T, n) -> (T, n)."""
-        return (self.features(x) @ coef.unsqueeze(-1)).squeeze(-1)  # (T, n)
+    def function(self, coef: Tensor, x: Tensor, phi: Tensor | None = None) -> Tensor:
+        """f(x) for each task: coef (T, d), x (T, n) -> (T, n). ``phi``: features of x, if already known."""
+        phi = self.features(x) if phi is None else phi
+        return (phi @ coef.unsqueeze(-1)).squeeze(-1)  # (T, n)
 
-    def training_labels(self, coef: Tensor, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def training_labels(self, coef: Tensor, x: Tensor, generator: torch.Generator | None = None,
+                        phi: Tensor | None = None) -> Tensor:
         """Noisy regression labels, or (possibly flipped) sign labels, for training points."""
-        f = self.function(coef, x)
+        f = self.function(coef, x, phi)
         if self.labels == "sign":
             return sign_labels(f, self.flip_prob, generator)
         noise = _rand(f.shape, generator, f.dtype, f.device, normal=True)
         return f + self.noise * noise
 
-    def clean_labels(self, coef: Tensor, x: Tensor) -> Tensor:
-        f = self.function(coef, x)
+    def clean_labels(self, coef: Tensor, x: Tensor, phi: Tensor | None = None) -> Tensor:
+        f = self.function(coef, x, phi)
         return sign_labels(f) if self.labels == "sign" else f
 
     def sample(self, num_tasks: int, generator: torch.Generator | None = None, n_support: int | None = None,
@@ -156,9 +161,11 @@ class FourierTasks:
         n_s = self.n_support if n_support is None else n_support
         coef = self.sample_coef(num_tasks, generator)
         xs = sample_x(x or self.x, num_tasks, n_s, generator, self.dtype, self.device)
-        ys = self.training_labels(coef, xs, generator)
+        phis = self.features(xs)
+        ys = self.training_labels(coef, xs, generator, phis)
         xq = sample_x("uniform", num_tasks, self.n_query, generator, self.dtype, self.device)
-        return TaskBatch(xs, ys, xq, self.clean_labels(coef, xq), coef)
+        phiq = self.features(xq)
+        return TaskBatch(xs, ys, xq, self.clean_labels(coef, xq, phiq), coef, phis, phiq)
 
 
 def validate_fourier(d, support, x, n_support, n_query, noise, labels="regression", flip_prob=0.0,
