@@ -41,7 +41,13 @@ PointLoss = Callable[[Tensor, Tensor], Tensor]
 
 
 def closed_form_inner(phi: Tensor, c: Tensor, y: Tensor) -> Tensor:
-    """Min-norm interpolation on the weighted features; returns alpha = c * beta_hat, (T, d)."""
+    """Min-norm interpolation on the weighted features; returns alpha = c * beta_hat, (T, d).
+
+    When ``phi`` is one design broadcast over the tasks (stride 0 on the task axis, as for grid inputs), it is
+    factored once and the T label vectors are solved as T right-hand sides.
+    """
+    if phi.dim() == 3 and phi.shape[0] > 1 and phi.stride(0) == 0:
+        return weighted_min_norm(phi[0], c, y.mT)[1].mT
     return weighted_min_norm(phi, c, y)[1]
 
 

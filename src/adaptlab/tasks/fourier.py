@@ -160,8 +160,11 @@ class FourierTasks:
         """A batch of tasks with support points (``x`` type, noisy labels) and uniform clean query points."""
         n_s = self.n_support if n_support is None else n_support
         coef = self.sample_coef(num_tasks, generator)
-        xs = sample_x(x or self.x, num_tasks, n_s, generator, self.dtype, self.device)
-        phis = self.features(xs)
+        kind = x or self.x
+        xs = sample_x(kind, num_tasks, n_s, generator, self.dtype, self.device)
+        # On a grid every task has the same inputs: one feature matrix, broadcast (stride 0) over the tasks,
+        # which lets solvers factor it once (see meta.feature_weights.closed_form_inner).
+        phis = self.features(xs[:1]).expand(num_tasks, -1, -1) if kind == "grid" else self.features(xs)
         ys = self.training_labels(coef, xs, generator, phis)
         xq = sample_x("uniform", num_tasks, self.n_query, generator, self.dtype, self.device)
         phiq = self.features(xq)
