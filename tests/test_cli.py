@@ -77,3 +77,16 @@ def test_overrides_are_typed():
 
     cfg = get("fourier-closed-form").config(["task.support=1..3", "meta.lr=0.5", "task.x=uniform", "seed=3"])
     assert cfg.task.support == [1, 2, 3] and cfg.meta.lr == 0.5 and cfg.task.x == "uniform" and cfg.seed == 3
+
+
+def test_only_rank_zero_writes_the_run_folder(tmp_path, monkeypatch):
+    from adaptlab.experiments import get
+    from adaptlab.runner import run_experiment
+
+    exp = get("alias-two-feature")
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it on the second process
+    res = run_experiment(exp, exp.config(quick=True), tmp_path / "r1")
+    assert res.results["final_c"] and list((tmp_path / "r1").iterdir()) == []
+    monkeypatch.setenv("RANK", "0")
+    run_experiment(exp, exp.config(quick=True), tmp_path / "r0")
+    assert (tmp_path / "r0" / "results.json").exists() and (tmp_path / "r0" / "config.json").exists()

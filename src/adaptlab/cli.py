@@ -60,7 +60,7 @@ def _cmd_list() -> int:
 def _cmd_run(args) -> int:
     from adaptlab.config import save_json
     from adaptlab.experiments import get
-    from adaptlab.runner import run_experiment
+    from adaptlab.runner import is_main_process, run_experiment
 
     exp = get(args.name)
     fields = {}
@@ -77,6 +77,8 @@ def _cmd_run(args) -> int:
     out = args.out if args.out is not None else _default_out(exp.name)
     explicit = bool(args.overrides or fields or args.quick)
     res = run_experiment(exp, cfg, out, resume=args.resume, explicit_config=explicit)
+    if not is_main_process():
+        return 0
     if res.resumed_complete:
         print(f"{exp.name}: run in {res.out_dir} had already finished; nothing to do")
     else:

@@ -191,16 +191,26 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
             results = json.loads((out / "results.json").read_text())
             return RunResult(out, results, sorted(p.name for p in out.glob("*.png")), 0.0, True)
     _check_device(cfg.device)
-    atomic_write_text(out / "config.json", save_json(cfg) + "\n")
+    main = is_main_process()
+    if main:
+        atomic_write_text(out / "config.json", save_json(cfg) + "\n")
     t0 = time.perf_counter()
     results = exp.run(cfg, out, resume=resume)
     seconds = time.perf_counter() - t0
+    if not main:  # under torchrun, rank 0 alone writes the run folder
+        return RunResult(out, results, [], seconds)
     figs = exp.figures(results, cfg, out) if exp.figures else []
     summary = exp.summary(results, cfg) if exp.summary else ""
     atomic_write_text(out / "summary.md", f"# {exp.name}\n\n{summary}\n\nWall time: {seconds:.2f} s\n")
     atomic_write_json(out / "results.json", results)  # last: its presence marks a finished run
     Checkpoint(out).clear()
     return RunResult(out, results, figs, seconds)
+
+
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a torchrun launch. Reads the launcher's RANK variable, so it holds
+    before any process group exists."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _check_device(device: str) -> None:
