@@ -96,12 +96,6 @@ def masks_for(params: Mapping[str, torch.Tensor], sparsities: Mapping[str, float
     return {n: fine_grained_mask(params[n], s) for n, s in sparsities.items()}
 
 
-def apply_masks(params: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]
-                ) -> dict[str, torch.Tensor]:
-    """Pure: a new parameter dict with ``params[n] * masks[n]`` for every masked name (others unchanged)."""
-    return {n: (p * masks[n] if n in masks else p) for n, p in params.items()}
-
-
 def weight_histograms(params: Mapping[str, torch.Tensor], bins: int = 60, nonzero_only: bool = False) -> dict:
     """Per-tensor histograms of weight values, JSON-ready.
 

@@ -87,9 +87,9 @@ class QuantizeMnistConfig(BaseConfig):
 
 
 def _build(name: str, cfg: QuantizeMnistConfig):
-    from adaptlab.models.cnn import MNIST1DCNN, LeNet5, VGGNet
+    from adaptlab.models.cnn import build_model
 
-    return {"vgg": lambda: VGGNet(cfg.widths), "lenet": LeNet5, "mnist1d": MNIST1DCNN}[name]()
+    return build_model(name, widths=cfg.widths) if name == "vgg" else build_model(name)
 
 
 def _kmeans(name, model, data: Split, cfg: QuantizeMnistConfig, stages: Stages, train_cfg: TrainCfg) -> dict:
