@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adaptlab.runner import Checkpoint
+from adaptlab.io import Checkpoint
 
 from helpers import cli
 

@@ -10,7 +10,7 @@ import torch
 
 from adaptlab.experiments.fourier_classification import EXPERIMENTS
 from adaptlab.inner.logistic import logistic_objective, logistic_regression
-from adaptlab.runner import Checkpoint
+from adaptlab.io import Checkpoint
 
 from conftest import assert_close
 from helpers import cli

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from adaptlab.experiments import get
+from adaptlab.io import Checkpoint
 from adaptlab.meta.feature_weights import feature_weight_meta_loss
-from adaptlab.runner import Checkpoint, run_experiment
+from adaptlab.runner import run_experiment
 from adaptlab.tasks.fourier import FourierTasks
 
 from conftest import assert_close

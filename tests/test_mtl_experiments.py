@@ -7,7 +7,8 @@ import json
 import pytest
 
 from adaptlab.experiments import get
-from adaptlab.runner import Checkpoint, run_experiment
+from adaptlab.io import Checkpoint
+from adaptlab.runner import run_experiment
 
 from helpers import cli
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adaptlab.experiments.sinusoid import EXPERIMENTS
-from adaptlab.runner import Checkpoint
+from adaptlab.io import Checkpoint
 from adaptlab.tasks.sinusoid import SinusoidTasks
 
 from helpers import cli

@@ -14,10 +14,8 @@ interrupted run never leaves a half-written file.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,80 +24,14 @@ from typing import Any
 
 from adaptlab.config import BaseConfig, from_dict, save_json, to_dict
 from adaptlab.errors import ConfigError, RunDirError
-
-# --------------------------------------------------------------------------------------- atomic files
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n")
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Save a matplotlib figure atomically as PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-class Checkpoint:
-    """Atomic ``torch.save`` of a state dict in a run folder, for ``--resume``.
-
-    ``every`` is how often (in steps) callers should save; :meth:`due` answers that.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike, name: str = "checkpoint.pt", every: int = 10):
-        self.path = Path(out_dir) / name
-        self.every = max(1, int(every))
-
-    def due(self, step: int) -> bool:
-        return step % self.every == 0
-
-    def save(self, state: dict[str, Any]) -> None:
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(self.path, buf.getvalue())
-
-    def load(self) -> dict[str, Any] | None:
-        """The saved state, or None if there is none. A corrupt file is an error, not a silent restart."""
-        import torch
-
-        if not self.path.exists():
-            return None
-        try:
-            return torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise RunDirError(f"checkpoint {self.path} is unreadable ({type(e).__name__}); "
-                              "delete it to restart the run from scratch") from None
-
-    def clear(self) -> None:
-        if self.path.exists():
-            self.path.unlink()
-
+from adaptlab.io import (  # noqa: F401  (re-exported for experiments)
+    Checkpoint,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    progress,
+    save_figure,
+)
 
 # -------------------------------------------------------------------------------------- experiments
 
@@ -219,11 +151,3 @@ def _check_device(device: str) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError(f"device={device!r} requested but no CUDA GPU is available; use --device cpu")
-
-
-def progress(iterable=None, **kwargs):
-    """tqdm progress bar on stderr; silent when stderr is not a terminal or ADAPTLAB_PROGRESS=0."""
-    from tqdm.auto import tqdm
-
-    disable = os.environ.get("ADAPTLAB_PROGRESS", "") == "0" or None
-    return tqdm(iterable, disable=disable, leave=False, dynamic_ncols=True, **kwargs)

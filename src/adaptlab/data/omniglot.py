@@ -184,7 +184,7 @@ def _read_characters(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:
         images = torch.stack([torch.stack([im for _, im in sorted(groups[k])]) for k in keys])
         _DECODED[key] = (images, [k[0] for k in keys], [k[1] for k in keys])
         try:                                               # best effort: a read-only home just decodes again
-            from adaptlab.runner import atomic_write_bytes
+            from adaptlab.io import atomic_write_bytes
 
             buf = io.BytesIO()
             torch.save({"images": images, "alphabets": _DECODED[key][1], "characters": _DECODED[key][2]}, buf)

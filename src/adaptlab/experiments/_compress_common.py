@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 
 from adaptlab.config import check
-from adaptlab.runner import Checkpoint, progress
+from adaptlab.io import Checkpoint, progress
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adaptlab.runner import save_figure
+from adaptlab.io import save_figure
 
 COLORS = {"meta": "tab:blue", "init": "tab:orange", "oracle": "tab:green", "zero": "tab:gray",
           "chance": "tab:gray"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaptlab.runner import save_figure
+from adaptlab.io import save_figure
 
 _LABELS = {"small1": "minimal set 1", "small2": "minimal set 2", "small": "union of both"}
 

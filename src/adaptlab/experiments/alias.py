@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.runner import Experiment, progress, save_figure
+from adaptlab.io import progress, save_figure
+from adaptlab.runner import Experiment
 
 
 def alias_beta(c: torch.Tensor, y_over_a: float | torch.Tensor = 1.0) -> torch.Tensor:

@@ -26,7 +26,8 @@ from adaptlab.experiments._compress_common import (
     mnist_split,
     train_stage,
 )
-from adaptlab.runner import Experiment, progress, save_figure
+from adaptlab.io import progress, save_figure
+from adaptlab.runner import Experiment
 
 
 @dataclass

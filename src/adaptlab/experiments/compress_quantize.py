@@ -27,7 +27,8 @@ from adaptlab.experiments._compress_common import (
     mnist_split,
     train_stage,
 )
-from adaptlab.runner import Experiment, save_figure
+from adaptlab.io import save_figure
+from adaptlab.runner import Experiment
 
 MODELS = ("vgg", "lenet", "mnist1d")
 LABELS = {"vgg": "VGG (MNIST)", "lenet": "LeNet (MNIST)", "mnist1d": "MNIST-1D CNN"}

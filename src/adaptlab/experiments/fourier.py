@@ -27,8 +27,9 @@ from adaptlab.eval.shots import (
     shots_curve,
 )
 from adaptlab.inner.lstsq import min_norm_lstsq, weighted_min_norm
+from adaptlab.io import Checkpoint, progress
 from adaptlab.meta.feature_weights import FeatureWeights, closed_form_inner, squared_error
-from adaptlab.runner import Checkpoint, Experiment, progress
+from adaptlab.runner import Experiment
 from adaptlab.tasks.fourier import FourierTasks, fourier_features, grid_points, validate_fourier
 
 

@@ -31,8 +31,9 @@ from adaptlab.eval.shots import (
 from adaptlab.experiments.fourier import EvalConfig, FourierConfig, build_tasks, train_and_evaluate
 from adaptlab.inner.gd import gd_inner, logistic_point_loss
 from adaptlab.inner.logistic import logistic_regression
+from adaptlab.io import Checkpoint, atomic_write_json
 from adaptlab.meta.feature_weights import FeatureWeights
-from adaptlab.runner import Checkpoint, Experiment, atomic_write_json
+from adaptlab.runner import Experiment
 
 
 @dataclass
@@ -126,7 +127,7 @@ def run(cfg: FourierClassConfig, out_dir: Path, resume: bool = False) -> dict:
 
 def figures(results: dict, cfg: FourierClassConfig, out_dir: Path) -> list[str]:
     from adaptlab.experiments._fourier_plots import _plt, plot_curves, plot_weights
-    from adaptlab.runner import save_figure
+    from adaptlab.io import save_figure
 
     names = []
     for lr, res in results["runs"].items():

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.runner import Checkpoint, Experiment, progress
+from adaptlab.io import Checkpoint, progress
+from adaptlab.runner import Experiment
 
 TASKS = ("left", "right")
 ALL_METHODS = ("single", "equal", "uncertainty", "gradnorm", "dwa", "mgda-ub", "mgda", "pcgrad", "cagrad")

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.runner import Checkpoint, Experiment, progress
+from adaptlab.io import Checkpoint, progress
+from adaptlab.runner import Experiment
 
 METHODS = ("mean", "mgda", "pcgrad", "cagrad")
 CAPTIONS = {

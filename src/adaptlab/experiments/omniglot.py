@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
 from adaptlab.experiments._omniglot_plots import figures, summary
-from adaptlab.runner import Checkpoint, Experiment, progress
+from adaptlab.io import Checkpoint, progress
+from adaptlab.runner import Experiment
 
 BACKGROUNDS = ("small1", "small2", "small")
 #: Published 20-run error rates (%), Lake, Salakhutdinov & Tenenbaum, Science 2015.

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
 from adaptlab.eval.shots import mean_ci95
+from adaptlab.io import Checkpoint, progress, save_figure
 from adaptlab.meta.maml import MAML, adapt_tasks
 from adaptlab.models.mlp import MLP
-from adaptlab.runner import Checkpoint, Experiment, progress, save_figure
+from adaptlab.runner import Experiment
 from adaptlab.tasks.sinusoid import SinusoidTasks
 
 METHODS = ("maml", "fomaml", "pretrained")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 
-from adaptlab.runner import progress
+from adaptlab.io import progress
 
 
 def _onehot(y: torch.Tensor, n_way: int, dtype) -> torch.Tensor:  # (..., n) -> (..., n, N)

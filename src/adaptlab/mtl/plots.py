@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaptlab.runner import save_figure
+from adaptlab.io import save_figure
 
 _COLORS = {"single": "k", "equal": "tab:blue", "uncertainty": "tab:orange", "gradnorm": "tab:green",
            "dwa": "tab:olive", "mgda-ub": "tab:red", "mgda": "tab:pink", "pcgrad": "tab:purple",

@@ -1,0 +1,51 @@
+"""The bottom layer: atomic files and checkpoints that never run code."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from adaptlab.errors import RunDirError
+from adaptlab.io import Checkpoint, atomic_write_text
+
+
+class _Exploit:
+    """Unpickling this calls ``os.system``: what a hostile checkpoint.pt would hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_round_trips_tensors_numbers_and_containers(tmp_path):
+    ckpt = Checkpoint(tmp_path)
+    state = {"step": 3, "w": torch.arange(4.0), "rng": torch.Generator().manual_seed(1).get_state(),
+             "hist": [1.5, 2.5], "name": "x", "nested": {"a": (1, 2)}}
+    ckpt.save(state)
+    back = ckpt.load()
+    assert back["step"] == 3 and back["hist"] == [1.5, 2.5] and back["nested"] == {"a": (1, 2)}
+    assert torch.equal(back["w"], state["w"]) and torch.equal(back["rng"], state["rng"])
+
+
+def test_checkpoint_with_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "checkpoint.pt", "wb") as f:
+        pickle.dump({"state": _Exploit(marker)}, f)
+    with pytest.raises(RunDirError, match="refused"):
+        Checkpoint(tmp_path).load()
+    assert not marker.exists()
+
+
+def test_corrupt_checkpoint_is_an_error_not_a_restart(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(RunDirError, match="unreadable|refused"):
+        Checkpoint(tmp_path).load()
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "hello")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "hello"
