@@ -13,8 +13,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBPACKAGES = (
-    "tasks", "data", "inner", "meta", "eval", "experiments", "models", "mtl", "compress", "viz",
-    "config", "runner", "errors",
+    "tasks", "data", "inner", "meta", "eval", "experiments", "models", "mtl", "compress", "io",
+    "config", "runner", "errors", "typing", "distributed",
 )
 
 

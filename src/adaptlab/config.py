@@ -7,15 +7,16 @@ be accepted. Validation lives in each dataclass's ``__post_init__`` (use :func:`
 
 Example::
 
-    >>> from dataclasses import dataclass, field
-    >>> @dataclass
-    ... class Opt:
-    ...     steps: int = 100
+    >>> from dataclasses import dataclass
     >>> @dataclass
     ... class Cfg(BaseConfig):
-    ...     opt: Opt = field(default_factory=Opt)
-    >>> apply_overrides(Cfg(), ["opt.steps=3", "seed=1"]).opt.steps
-    3
+    ...     steps: int = 100
+    ...     lr: float = 1e-3
+    >>> cfg = apply_overrides(Cfg(), ["steps=3", "lr=0.5"])
+    >>> cfg.steps, cfg.lr
+    (3, 0.5)
+
+(Nested sections work the same way, ``"meta.steps=300"``, for sections defined at module level.)
 """
 
 from __future__ import annotations

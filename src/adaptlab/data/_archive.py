@@ -11,8 +11,21 @@ Three rules keep local data trustworthy:
 
 Example::
 
-    >>> digest = sha256_file("images_background_small1.zip")              # doctest: +SKIP
-    >>> safe_extract_zip("images_background_small1.zip", "cache/omniglot")  # doctest: +SKIP
+    >>> import tempfile, zipfile, pathlib
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> with zipfile.ZipFile(tmp / "a.zip", "w") as z:
+    ...     z.writestr("alphabet/char.txt", "ink")
+    >>> sha256_file(tmp / "a.zip") == sha256_file(tmp / "a.zip")   # hex digest, read in chunks
+    True
+    >>> _ = safe_extract_zip(tmp / "a.zip", tmp / "out")
+    >>> (tmp / "out" / "alphabet" / "char.txt").read_text()
+    'ink'
+    >>> with zipfile.ZipFile(tmp / "evil.zip", "w") as z:
+    ...     z.writestr("../escape.txt", "x")
+    >>> safe_extract_zip(tmp / "evil.zip", tmp / "out2")
+    Traceback (most recent call last):
+    ...
+    adaptlab.errors.DataError: ...
 """
 
 from __future__ import annotations

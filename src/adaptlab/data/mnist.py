@@ -13,8 +13,8 @@ refused instead of executed. Train and valid are merged into the usual 60k train
 
 Example::
 
-    >>> ds = load_mnist()                      # doctest: +SKIP
-    >>> ds.train_x.shape, ds.test_y.dtype      # doctest: +SKIP
+    >>> ds = load_mnist()
+    >>> ds.train_x.shape, ds.test_y.dtype
     (torch.Size([60000, 28, 28]), torch.int64)
 
 References:

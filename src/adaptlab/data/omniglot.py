@@ -23,10 +23,10 @@ native 105x105 or area-averaged to 28x28 (the size used by the few-shot literatu
 
 Example::
 
-    >>> chars = load_characters("small1", size=28)        # doctest: +SKIP
-    >>> chars.images.shape                               # doctest: +SKIP
+    >>> chars = load_characters("small1", size=28)        # reads $ADAPTLAB_DATA/omniglot
+    >>> chars.images.shape
     torch.Size([136, 20, 28, 28])
-    >>> chars.with_rotations().images.shape               # doctest: +SKIP
+    >>> chars.with_rotations().images.shape
     torch.Size([544, 20, 28, 28])
 
 References:

@@ -16,9 +16,15 @@ running statistics, so evaluating many episodes costs one pass over the images.
 
 Example::
 
+    >>> import torch
     >>> from adaptlab.models.conv4 import Conv4
+    >>> from adaptlab.tasks.episodes import EpisodeSampler
+    >>> x, y = torch.rand(40, 1, 28, 28), torch.arange(10).repeat_interleave(4)   # 10 classes x 4 images
+    >>> episodes = EpisodeSampler(x, y, n_way=5, k_shot=1, q_query=3).sample(2, torch.Generator().manual_seed(0))
     >>> net = ProtoNet(Conv4())
-    >>> loss, acc = net.loss(episodes)                     # doctest: +SKIP
+    >>> loss, acc = net.loss(episodes)                     # mean query cross-entropy, accuracy
+    >>> loss.shape, bool(0 <= acc <= 1)
+    (torch.Size([]), True)
 
 References:
     J. Snell, K. Swersky, R. Zemel. Prototypical networks for few-shot learning. NeurIPS 2017.
