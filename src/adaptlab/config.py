@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,11 @@ from adaptlab.errors import ConfigError
 C = TypeVar("C")
 
 _TRUE = {"true", "1", "yes", "on"}
+# Bounds every number of every config obeys, whatever its field: a finite float of sane magnitude and an
+# integer that fits the 32-bit sizes, counts and seeds the libraries below take. Fields narrow these further.
+MAX_ABS_FLOAT = 1e12
+MAX_ABS_INT = 2**31 - 1
+MAX_RANGE = 100_000  # elements an "LO..HI" range may expand to, checked before it is expanded
 _FALSE = {"false", "0", "no", "off"}
 
 
@@ -174,9 +180,13 @@ def _parse_text(raw: str, tp: Any, key: str) -> Any:
         if ".." in text and args[0] is int:  # inclusive integer range "5..10"
             lo, _, hi = text.partition("..")
             try:
-                return list(range(int(lo), int(hi) + 1))
+                lo_i, hi_i = int(lo), int(hi)
             except ValueError:
                 raise ConfigError(f"{key}={raw!r} is invalid; expected {_describe(tp)} or LO..HI") from None
+            if not 0 < hi_i - lo_i + 1 <= MAX_RANGE:
+                raise ConfigError(f"{key}={raw!r} is invalid; expected LO..HI with LO <= HI and at most "
+                                  f"{MAX_RANGE} values")
+            return list(range(lo_i, hi_i + 1))
         return [_parse_text(p.strip(), args[0], key) for p in text.split(",") if p.strip()]
     if tp is bool:
         if raw.lower() in _TRUE:
@@ -229,13 +239,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{key}={value!r} is invalid; expected an integer")
-        return value
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ConfigError(f"{key}={value!r} is invalid; expected an integer")
+        if not -MAX_ABS_INT <= value <= MAX_ABS_INT:
+            raise ConfigError(f"{key}={value!r} is invalid; expected an integer of magnitude at most {MAX_ABS_INT}")
+        return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}={value!r} is invalid; expected a number")
+        if not (math.isfinite(value) and abs(value) <= MAX_ABS_FLOAT):
+            raise ConfigError(f"{key}={value!r} is invalid; expected a finite number of magnitude at most "
+                              f"{MAX_ABS_FLOAT:g}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
