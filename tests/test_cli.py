@@ -86,7 +86,98 @@ def test_only_rank_zero_writes_the_run_folder(tmp_path, monkeypatch):
     exp = get("alias-two-feature")
     monkeypatch.setenv("RANK", "1")  # as torchrun sets it on the second process
     res = run_experiment(exp, exp.config(quick=True), tmp_path / "r1")
-    assert res.results["final_c"] and list((tmp_path / "r1").iterdir()) == []
+    assert res.results["final_c"] and not (tmp_path / "r1").exists()  # rank 0 creates it
     monkeypatch.setenv("RANK", "0")
     run_experiment(exp, exp.config(quick=True), tmp_path / "r0")
     assert (tmp_path / "r0" / "results.json").exists() and (tmp_path / "r0" / "config.json").exists()
+
+
+def test_a_second_run_on_a_locked_folder_is_refused_naming_the_pid(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(f"{holder.pid}\n")
+        code, _, err = cli("run", "alias-two-feature", "--quick", "--out", str(out))
+        assert code == 2 and f"pid {holder.pid}" in err and len(err.strip().splitlines()) == 1
+        assert not (out / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = cli("run", "alias-two-feature", "--quick", "--out", str(out))  # stale lock: taken over
+    assert code == 0, err
+    assert (out / "results.json").exists() and not (out / ".lock").exists()
+
+
+def test_a_failed_start_leaves_nothing_behind(tmp_path, monkeypatch):
+    from adaptlab.experiments import get
+
+    exp = get("alias-two-feature")
+
+    def boom(cfg, out_dir, resume=False):
+        raise RuntimeError("broken before the first checkpoint")
+
+    monkeypatch.setattr(exp, "run", boom)
+    out = tmp_path / "new" / "run"
+    code, _, err = cli("run", "alias-two-feature", "--quick", "--out", str(out))
+    assert code == 1 and "unexpected RuntimeError" in err and "ADAPTLAB_DEBUG" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep me")
+    code, _, _ = cli("run", "alias-two-feature", "--quick", "--out", str(existing))
+    assert code == 1 and sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+
+
+def test_missing_device_leaves_nothing_behind(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = tmp_path / "run"
+    code, _, err = cli("run", "alias-two-feature", "--quick", "--device", "cuda", "--out", str(out))
+    assert code == 2 and "cuda" in err and not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"\x89PNG\x00\xff", None])
+def test_resume_with_a_damaged_config_is_one_line(tmp_path, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    if content is None:
+        (out / "config.json").mkdir()
+    else:
+        (out / "config.json").write_bytes(content)
+    code, _, err = cli("run", "alias-two-feature", "--resume", "--out", str(out))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_overlong_out_name_is_one_line(tmp_path):
+    code, _, err = cli("run", "alias-two-feature", "--quick", "--out", str(tmp_path / ("x" * 300)))
+    assert code == 2 and "255" in err and len(err.strip().splitlines()) == 1
+
+
+def test_show_lists_the_runs_of_a_folder_of_runs(tmp_path):
+    assert cli("run", "alias-two-feature", "--quick", "--out", str(tmp_path / "a"))[0] == 0
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text("{}")
+    code, out, err = cli("show", str(tmp_path))
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["a", "finished", "alias-two-feature"] and lines[1].split() == ["b", "unfinished"]
+
+
+@pytest.mark.parametrize("name", ["results.json", "summary.md"])
+@pytest.mark.parametrize("damage", ["binary", "folder"])
+def test_show_of_a_damaged_file_is_one_line(tmp_path, name, damage):
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / name).unlink(missing_ok=True)
+    if damage == "folder":
+        (tmp_path / name).mkdir()
+    else:
+        (tmp_path / name).write_bytes(b"\xff\xfe\x00\x89")
+    code, _, err = cli("show", str(tmp_path))
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and name in err

@@ -73,10 +73,17 @@ def _cmd_run(args) -> int:
         print(save_json(cfg))
         return 0
     if args.out is None and args.resume:
-        raise _UsageError("adaptlab run: --resume needs --out DIR naming the interrupted run")
+        raise _UsageError("--resume needs --out DIR naming the interrupted run")
     out = args.out if args.out is not None else _default_out(exp.name)
     explicit = bool(args.overrides or fields or args.quick)
-    res = run_experiment(exp, cfg, out, resume=args.resume, explicit_config=explicit)
+    try:
+        res = run_experiment(exp, cfg, out, resume=args.resume, explicit_config=explicit)
+    except KeyboardInterrupt:
+        resumable = (out / "config.json").exists()
+        hint = f"; resume with: adaptlab run {exp.name} --resume --out {out}" if resumable else \
+            " before its first checkpoint; nothing was kept"
+        print(f"interrupted{hint}", file=sys.stderr)
+        return 130
     if not is_main_process():
         return 0
     if res.resumed_complete:
@@ -90,20 +97,49 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _read(path: Path) -> str:
+    """The text of a run-folder file, or a one-line error naming what is wrong with it."""
+    try:
+        return path.read_text()
+    except IsADirectoryError:
+        raise _UsageError(f"{path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise _UsageError(f"{path} is corrupt (not text)") from None
+    except OSError as e:
+        raise _UsageError(f"{path} cannot be read ({e.strerror})") from None
+
+
+def _run_state(d: Path) -> str | None:
+    if (d / "results.json").is_file():
+        return "finished"
+    if (d / "config.json").is_file():
+        return "unfinished"
+    return None
+
+
 def _cmd_show(args) -> int:
     d: Path = args.dir
-    summary, results = d / "summary.md", d / "results.json"
     if not d.is_dir():
-        raise _UsageError(f"adaptlab show: {d} is not a folder")
+        raise _UsageError(f"{d} is not a folder")
+    results = d / "results.json"
     if not results.exists():
+        runs = [(p, _run_state(p)) for p in sorted(d.iterdir()) if p.is_dir() and _run_state(p)]
+        if runs:  # a folder of run folders: list them
+            width = max(len(p.name) for p, _ in runs)
+            for p, state in runs:
+                title = _read(p / "summary.md").partition("\n")[0].lstrip("# ") if (p / "summary.md").is_file() \
+                    else ""
+                print(f"{p.name:<{width}}  {state:<10}  {title}".rstrip())
+            return 0
         state = "an unfinished run (resume it with 'adaptlab run NAME --resume --out DIR')" \
             if (d / "config.json").exists() else "no run"
-        raise _UsageError(f"adaptlab show: {d} holds {state}; results.json is missing")
+        raise _UsageError(f"{d} holds {state}; results.json is missing")
     try:
-        json.loads(results.read_text())
+        json.loads(_read(results))
     except json.JSONDecodeError:
-        raise _UsageError(f"adaptlab show: {results} is corrupt (not JSON)") from None
-    print(summary.read_text() if summary.exists() else results.read_text())
+        raise _UsageError(f"{results} is corrupt (not JSON)") from None
+    summary = d / "summary.md"
+    print(_read(summary) if summary.exists() else _read(results))
     figs = sorted(p.name for p in d.glob("*.png"))
     if figs:
         print("Figures: " + ", ".join(figs))
@@ -119,15 +155,24 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         return _cmd_show(args)
     except (_UsageError, AdaptlabError) as e:
-        print(f"error: {e}" if not str(e).startswith("adaptlab") else str(e), file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume --out DIR", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early: no traceback
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:  # last resort: a bug, not a user error; one line unless debugging
+        import os
+
+        if os.environ.get("ADAPTLAB_DEBUG", "") not in ("", "0"):
+            raise
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        print(f"error: unexpected {type(e).__name__}{': ' + msg if msg else ''} (this is a bug in adaptlab; "
+              "rerun with ADAPTLAB_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class Experiment:
         quick: dotted overrides giving the < 1 minute form (``--quick``).
         defaults: dotted overrides applied on top of ``config_cls()`` (lets several experiments share one
             config class, e.g. a grid and a uniform variant).
+        check: ``check(config)`` raises a DataError/ConfigError for anything the run will need and lacks
+            (data files, ...); it runs before the run folder is created.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Experiment:
     summary: Callable[..., str] | None = None
     quick: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
+    check: Callable[..., None] | None = None
 
     def config(self, overrides: list[str] | None = None, quick: bool = False, **fields) -> Any:
         """The resolved config: defaults, then the quick form, then typed fields, then text overrides."""
@@ -84,22 +88,104 @@ class RunResult:
 
 
 def prepare_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
-    """Create/validate the run folder. Refuses to overwrite a finished run unless resuming."""
+    """Validate the run folder without creating anything. Refuses to overwrite a finished run unless resuming."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"--out {out} exists and is not a folder; choose a folder path")
+    too_long = [p for p in out.parts if len(p.encode()) > 255]
+    if too_long:
+        raise RunDirError(f"--out: a folder name is {len(too_long[0].encode())} bytes long; choose names of at "
+                          "most 255 bytes")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunDirError(f"--out {out} cannot be created ({e.strerror}); choose a writable folder") from None
-    if not os.access(out, os.W_OK | os.X_OK):
+        exists, is_dir = out.exists(), out.is_dir()
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise RunDirError(f"--out {str(out)[:80]}... cannot be used ({e.strerror}); choose a shorter folder path") \
+            from None
+    if exists and not is_dir:
+        raise RunDirError(f"--out {out} exists and is not a folder; choose a folder path")
+    if exists and not os.access(out, os.W_OK | os.X_OK):
         raise RunDirError(f"--out {out} is not writable; choose a writable folder")
+    if not exists:
+        top = _first_missing(out)
+        if not os.access(top.parent, os.W_OK | os.X_OK):
+            raise RunDirError(f"--out {out} cannot be created ({top.parent} is not writable); choose a writable "
+                              "folder")
     if (out / "results.json").exists() and not resume:
         raise RunDirError(f"--out {out} already holds a finished run; choose another folder "
                           "(or pass --resume to keep it)")
-    if resume and not (out / "config.json").exists():
+    if resume and not (out / "config.json").is_file():
         raise RunDirError(f"--resume: {out} holds no config.json, so there is no run to resume")
     return out
+
+
+def _first_missing(path: Path) -> Path:
+    """The topmost ancestor of ``path`` (or ``path`` itself) that does not exist yet."""
+    path = path.absolute()
+    top = path
+    while not top.parent.exists():
+        top = top.parent
+    return top
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the whole run: ``.lock`` created with ``O_EXCL``, holding the pid.
+
+    A second run on the same folder is refused with one line naming the holder; the lock of a process that
+    no longer exists is stale and taken over.
+    """
+
+    def __init__(self, out_dir: Path):
+        self.path = Path(out_dir) / ".lock"
+
+    def __enter__(self) -> RunLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = self._holder()
+                if pid is not None and _alive(pid):
+                    raise RunDirError(f"--out {self.path.parent} is in use by another run (pid {pid}); wait for it "
+                                      "or choose another folder") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            return self
+        raise RunDirError(f"--out {self.path.parent}: cannot take the run lock {self.path.name}; remove it if no "
+                          "run is using the folder")
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip() or "x")
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc) -> None:
+        if self._holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _load_saved_config(exp: Experiment, out: Path) -> BaseConfig:
+    path = out / "config.json"
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ConfigError(f"it holds a JSON {type(data).__name__}, not an object")
+        return from_dict(exp.config_cls, data)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError, TypeError) as e:
+        raise RunDirError(f"--resume: {path} is not a valid {exp.name} config ({e})") from None
+
+
+def _has_checkpoint(out: Path) -> bool:
+    return any(out.rglob("checkpoint*.pt"))
 
 
 def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike, resume: bool = False,
@@ -107,36 +193,65 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
     """Run ``exp`` with ``cfg`` into ``out_dir`` and write config, results, figures and summary.
 
     With ``resume`` the config saved in the folder is used (a different ``cfg`` given explicitly is an
-    error) and training continues from the last checkpoint.
+    error) and training continues from the last checkpoint. Every check (folder, saved config, device, the
+    experiment's own ``check`` of its data) runs before anything is written; the folder is locked for the
+    whole run; a run that fails before its first checkpoint leaves nothing behind.
     """
     out = prepare_out_dir(out_dir, resume)
     if resume:
-        try:
-            saved = from_dict(exp.config_cls, json.loads((out / "config.json").read_text()))
-        except (json.JSONDecodeError, ConfigError) as e:
-            raise RunDirError(f"--resume: {out / 'config.json'} is not a valid {exp.name} config ({e})") from None
+        saved = _load_saved_config(exp, out)
         if explicit_config and to_dict(saved) != to_dict(cfg):
             raise ConfigError("--resume uses the config saved in the run folder; drop --set/--seed/--quick "
                               "or start a new run in another folder")
         cfg = saved
         if (out / "results.json").exists():
-            results = json.loads((out / "results.json").read_text())
+            try:
+                results = json.loads((out / "results.json").read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise RunDirError(f"--resume: {out / 'results.json'} is corrupt; move it away to rerun") from None
             return RunResult(out, results, sorted(p.name for p in out.glob("*.png")), 0.0, True)
     _check_device(cfg.device)
+    if exp.check is not None:
+        exp.check(cfg)
     main = is_main_process()
-    if main:
-        atomic_write_text(out / "config.json", save_json(cfg) + "\n")
-    t0 = time.perf_counter()
-    results = exp.run(cfg, out, resume=resume)
-    seconds = time.perf_counter() - t0
-    if not main:  # under torchrun, rank 0 alone writes the run folder
-        return RunResult(out, results, [], seconds)
-    figs = exp.figures(results, cfg, out) if exp.figures else []
-    summary = exp.summary(results, cfg) if exp.summary else ""
-    atomic_write_text(out / "summary.md", f"# {exp.name}\n\n{summary}\n\nWall time: {seconds:.2f} s\n")
-    atomic_write_json(out / "results.json", results)  # last: its presence marks a finished run
-    Checkpoint(out).clear()
+    if not main:  # under torchrun, rank 0 alone writes the run folder (and holds its lock)
+        t0 = time.perf_counter()
+        results = exp.run(cfg, out, resume=resume)
+        return RunResult(out, results, [], time.perf_counter() - t0)
+    top = None if out.exists() else _first_missing(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"--out {out} cannot be created ({e.strerror}); choose a writable folder") from None
+    with RunLock(out):
+        wrote_config = False
+        try:
+            if not resume:
+                atomic_write_text(out / "config.json", save_json(cfg) + "\n")
+                wrote_config = True
+            t0 = time.perf_counter()
+            results = exp.run(cfg, out, resume=resume)
+            seconds = time.perf_counter() - t0
+            figs = exp.figures(results, cfg, out) if exp.figures else []
+            summary = exp.summary(results, cfg) if exp.summary else ""
+            atomic_write_text(out / "summary.md", f"# {exp.name}\n\n{summary}\n\nWall time: {seconds:.2f} s\n")
+            atomic_write_json(out / "results.json", results)  # last: its presence marks a finished run
+            Checkpoint(out).clear()
+        except BaseException:
+            if not resume and not _has_checkpoint(out):  # nothing worth resuming: leave nothing behind
+                _remove_partial(out, top, wrote_config)
+            raise
     return RunResult(out, results, figs, seconds)
+
+
+def _remove_partial(out: Path, top: Path | None, wrote_config: bool) -> None:
+    """Undo a failed start: the folders this run created, or the config.json it wrote into an existing one."""
+    if top is not None:
+        shutil.rmtree(top, ignore_errors=True)
+        return
+    if wrote_config:
+        for name in ("config.json", "summary.md"):
+            (out / name).unlink(missing_ok=True)
 
 
 def is_main_process() -> bool:
