@@ -181,3 +181,25 @@ def test_show_of_a_damaged_file_is_one_line(tmp_path, name, damage):
         (tmp_path / name).write_bytes(b"\xff\xfe\x00\x89")
     code, _, err = cli("show", str(tmp_path))
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and name in err
+
+
+def test_non_finite_results_are_a_divergence_not_a_finished_run(tmp_path, monkeypatch):
+    from adaptlab.experiments import get
+
+    exp = get("alias-two-feature")
+    monkeypatch.setattr(exp, "run", lambda cfg, out_dir, resume=False: {"loss": [0.1, float("nan")]})
+    code, _, err = cli("run", "alias-two-feature", "--quick", "--out", str(tmp_path / "r"))
+    assert code == 2 and "diverged" in err and "loss[1]=nan" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_results_json_is_strict(tmp_path):
+    import json
+
+    from adaptlab.io import atomic_write_json
+
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "r.json", {"x": float("inf")})
+    assert not list(tmp_path.iterdir())
+    atomic_write_json(tmp_path / "r.json", {"x": 1.5})
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: 1 / 0) == {"x": 1.5}

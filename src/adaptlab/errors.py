@@ -17,3 +17,7 @@ class DataError(AdaptlabError):
 
 class RunDirError(AdaptlabError):
     """The output folder cannot be used (not writable, already holds a finished run, ...)."""
+
+
+class DivergedError(AdaptlabError):
+    """Training produced non-finite numbers. The message names where and what to lower."""

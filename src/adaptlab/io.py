@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -42,7 +43,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n")
+    """Strict JSON (``allow_nan=False``): a NaN or infinity is an error, never written."""
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def first_non_finite(obj: Any, path: str = "") -> tuple[str, float] | None:
+    """``(dotted.path, value)`` of the first NaN/infinite float in a JSON-ready structure, else None.
+
+    >>> first_non_finite({"loss": [0.5, float("nan")], "ok": 1})
+    ('loss[1]', nan)
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path, obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = first_non_finite(v, f"{path}[{k}]" if isinstance(k, int) else f"{path}.{k}" if path else str(k))
+        if found:
+            return found
+    return None
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:

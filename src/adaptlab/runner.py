@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from adaptlab.config import BaseConfig, from_dict, save_json, to_dict
-from adaptlab.errors import ConfigError, RunDirError
+from adaptlab.errors import ConfigError, DivergedError, RunDirError
 from adaptlab.io import (  # noqa: F401  (re-exported for experiments)
     Checkpoint,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    first_non_finite,
     progress,
     save_figure,
 )
@@ -232,6 +233,10 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
             t0 = time.perf_counter()
             results = exp.run(cfg, out, resume=resume)
             seconds = time.perf_counter() - t0
+            bad = first_non_finite(results)
+            if bad is not None:
+                raise DivergedError(f"{exp.name} diverged: results hold {bad[0]}={bad[1]}; nothing was written "
+                                    "as finished (lower the learning rate, e.g. --set ...lr=)")
             figs = exp.figures(results, cfg, out) if exp.figures else []
             summary = exp.summary(results, cfg) if exp.summary else ""
             atomic_write_text(out / "summary.md", f"# {exp.name}\n\n{summary}\n\nWall time: {seconds:.2f} s\n")
