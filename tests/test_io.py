@@ -49,3 +49,12 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "hello")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
     assert (tmp_path / "a.txt").read_text() == "hello"
+
+
+def test_files_are_written_with_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644

@@ -33,8 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="the reduced form that finishes in under a minute")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    s = sub.add_parser("show", help="summarise a finished run folder")
+    s = sub.add_parser("show", help="summarise a finished run folder, or list the runs in a folder of runs")
     s.add_argument("dir", type=Path)
+    rep = sub.add_parser("report", help="write one self-contained HTML page for one or more run folders")
+    rep.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="finished run folders")
+    rep.add_argument("--out", type=Path, default=None,
+                     help="HTML file to write (default: report.html, or DIR/report.html for one run)")
     return p
 
 
@@ -92,6 +96,7 @@ def _cmd_run(args) -> int:
         print(f"{exp.name}: finished in {res.seconds:.1f} s")
     print(f"  numbers: {res.out_dir / 'results.json'}")
     print(f"  summary: {res.out_dir / 'summary.md'}")
+    print(f"  report:  {res.out_dir / 'report.html'}")
     for f in res.figures:
         print(f"  figure:  {res.out_dir / f}")
     return 0
@@ -146,6 +151,14 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from adaptlab.report import write_report
+
+    out = args.out or (args.dirs[0] / "report.html" if len(args.dirs) == 1 else Path("report.html"))
+    print(f"report: {write_report(args.dirs, out)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -153,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_show(args)
     except (_UsageError, AdaptlabError) as e:
         print(f"error: {e}", file=sys.stderr)

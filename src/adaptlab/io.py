@@ -22,11 +22,24 @@ from typing import Any
 from adaptlab.errors import RunDirError
 
 
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would change it for every thread for a moment)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; run files are readable like any other file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -239,7 +239,9 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
                                     "as finished (lower the learning rate, e.g. --set ...lr=)")
             figs = exp.figures(results, cfg, out) if exp.figures else []
             summary = exp.summary(results, cfg) if exp.summary else ""
-            atomic_write_text(out / "summary.md", f"# {exp.name}\n\n{summary}\n\nWall time: {seconds:.2f} s\n")
+            summary_md = f"# {exp.name}\n\n{summary}\n\nWall time: {seconds:.2f} s\n"
+            atomic_write_text(out / "summary.md", summary_md)
+            _write_report(out, exp.name, cfg, results, summary_md)
             atomic_write_json(out / "results.json", results)  # last: its presence marks a finished run
             Checkpoint(out).clear()
         except BaseException:
@@ -249,13 +251,21 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
     return RunResult(out, results, figs, seconds)
 
 
+def _write_report(out: Path, name: str, cfg: BaseConfig, results: dict, summary_md: str) -> None:
+    from adaptlab.report import Run, render
+
+    figures = [(p.name, p.read_bytes()) for p in sorted(out.glob("*.png"))]
+    run = Run(out, name, to_dict(cfg), json.loads(json.dumps(results)), summary_md, figures)
+    atomic_write_text(out / "report.html", render([run]))
+
+
 def _remove_partial(out: Path, top: Path | None, wrote_config: bool) -> None:
     """Undo a failed start: the folders this run created, or the config.json it wrote into an existing one."""
     if top is not None:
         shutil.rmtree(top, ignore_errors=True)
         return
     if wrote_config:
-        for name in ("config.json", "summary.md"):
+        for name in ("config.json", "summary.md", "report.html"):
             (out / name).unlink(missing_ok=True)
 
 
