@@ -203,3 +203,14 @@ def test_results_json_is_strict(tmp_path):
     assert not list(tmp_path.iterdir())
     atomic_write_json(tmp_path / "r.json", {"x": 1.5})
     assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: 1 / 0) == {"x": 1.5}
+
+
+def test_a_quick_summary_says_it_is_a_smoke_test(tmp_path):
+    assert cli("run", "alias-two-feature", "--quick", "--out", str(tmp_path / "q"))[0] == 0
+    assert "Quick form" in (tmp_path / "q" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("n", ["0", "-1", "100000"])
+def test_threads_out_of_range_are_refused(tmp_path, n):
+    code, _, err = cli("run", "alias-two-feature", "--quick", "--threads", n, "--out", str(tmp_path / "t"))
+    assert code == 2 and "--threads" in err and not (tmp_path / "t").exists()

@@ -58,3 +58,28 @@ def test_files_are_written_with_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_progress_off_a_terminal_prints_periodic_status_lines(monkeypatch, capsys):
+    import time
+
+    from adaptlab.io import progress
+
+    monkeypatch.setenv("ADAPTLAB_PROGRESS", "1")
+    monkeypatch.setenv("ADAPTLAB_PROGRESS_EVERY", "0.05")
+    bar = progress(range(6), desc="train: ")
+    for i in bar:
+        time.sleep(0.03)
+        bar.set_postfix(loss=1.0 / (i + 1))
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) >= 2 and "\r" not in err, err          # lines, not a carriage-return bar
+    assert lines[-1].startswith("train: 6/6") and "loss=" in lines[-1]
+
+
+def test_progress_is_silent_when_disabled(monkeypatch, capsys):
+    from adaptlab.io import progress
+
+    monkeypatch.setenv("ADAPTLAB_PROGRESS", "0")
+    assert list(progress(range(3), desc="x")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/NAME)")
     r.add_argument("--seed", type=int, default=None, help="random seed (overrides the config's)")
     r.add_argument("--device", default=None, help="cpu or cuda")
+    r.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: $ADAPTLAB_THREADS, else torch's default of one per core); "
+                        "on a busy machine 1 is often several times faster for the small models here")
     r.add_argument("--quick", action="store_true", help="the reduced form that finishes in under a minute")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -61,6 +64,29 @@ def _cmd_list() -> int:
     return 0
 
 
+def _set_threads(n: int | None) -> str:
+    """Apply ``--threads``; returns a note for the end of the run when the machine is busy and it was unset."""
+    import os
+
+    if n is None and os.environ.get("ADAPTLAB_THREADS"):
+        try:
+            n = int(os.environ["ADAPTLAB_THREADS"])
+        except ValueError:
+            raise _UsageError(f"ADAPTLAB_THREADS={os.environ['ADAPTLAB_THREADS']!r} is invalid; expected an "
+                              "integer >= 1") from None
+    cores = os.cpu_count() or 1
+    if n is not None and not 1 <= n <= 4 * cores:
+        raise _UsageError(f"--threads {n} is invalid; expected an integer from 1 to {4 * cores}")
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(n)
+    elif torch.get_num_threads() > 1 and hasattr(os, "getloadavg") and os.getloadavg()[0] > cores:
+        return (f"note: this machine is busy (load {os.getloadavg()[0]:.1f} on {cores} cores); --threads 1 is "
+                "often several times faster here")
+    return ""
+
+
 def _cmd_run(args) -> int:
     from adaptlab.config import save_json
     from adaptlab.experiments import get
@@ -79,6 +105,7 @@ def _cmd_run(args) -> int:
     if args.out is None and args.resume:
         raise _UsageError("--resume needs --out DIR naming the interrupted run")
     out = args.out if args.out is not None else _default_out(exp.name)
+    note = _set_threads(args.threads)
     explicit = bool(args.overrides or fields or args.quick)
     try:
         res = run_experiment(exp, cfg, out, resume=args.resume, explicit_config=explicit)
@@ -99,6 +126,8 @@ def _cmd_run(args) -> int:
     print(f"  report:  {res.out_dir / 'report.html'}")
     for f in res.figures:
         print(f"  figure:  {res.out_dir / f}")
+    if note and not res.resumed_complete:
+        print(note, file=sys.stderr)
     return 0
 
 

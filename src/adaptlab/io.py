@@ -127,8 +127,60 @@ class Checkpoint:
 
 
 def progress(iterable=None, **kwargs):
-    """tqdm progress bar on stderr; silent when stderr is not a terminal or ADAPTLAB_PROGRESS=0."""
-    from tqdm.auto import tqdm
+    """Progress on stderr: a tqdm bar on a terminal, otherwise one status line every 30 s (logs, CI).
 
-    disable = os.environ.get("ADAPTLAB_PROGRESS", "") == "0" or None
-    return tqdm(iterable, disable=disable, leave=False, dynamic_ncols=True, **kwargs)
+    ``ADAPTLAB_PROGRESS=0`` silences it; ``ADAPTLAB_PROGRESS_EVERY=SECONDS`` sets the status-line interval.
+    Keyword arguments go to tqdm (``total``, ``desc``, ...); ``bar.set_postfix(loss=...)`` shows in both forms.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    if os.environ.get("ADAPTLAB_PROGRESS", "") == "0":
+        return tqdm(iterable, disable=True, **kwargs)
+    if sys.stderr.isatty():
+        return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
+    every = float(os.environ.get("ADAPTLAB_PROGRESS_EVERY", "30") or 30)
+    return _StatusLines(iterable, every=every, file=sys.stderr, **kwargs)
+
+
+def _status_class():
+    from tqdm import tqdm
+
+    class StatusLines(tqdm):
+        """tqdm that prints a fresh line (``desc: 40/100 [00:12<00:18, loss=0.31]``) at most every ``every`` s."""
+
+        def __init__(self, *args, every: float = 30.0, **kwargs):
+            self._every, self._last, self._shown = every, None, -1
+            kwargs.setdefault("mininterval", min(every, 1.0))
+            kwargs.setdefault("bar_format", "{desc}{n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+            super().__init__(*args, **kwargs)
+
+        def display(self, msg=None, pos=None):
+            now = self._time()
+            done = self.total is not None and self.n >= self.total
+            if self._last is None:
+                self._last = now  # the first line comes after `every` seconds, not at 0/N
+                return True
+            if self.n > max(self._shown, 0) and (now - self._last >= self._every
+                                         or (done and now - self.start_t >= self._every)):
+                self._last, self._shown = now, self.n
+                self.fp.write(self.format_meter(**self.format_dict) + "\n")
+                self.fp.flush()
+            return True
+
+        def close(self):
+            if not self.disable and self.n > self._shown >= 0:  # a long loop ends with its final line
+                self.fp.write(self.format_meter(**self.format_dict) + "\n")
+            self.disable = True
+            super().close()
+
+    return StatusLines
+
+
+class _LazyStatus:
+    def __call__(self, *args, **kwargs):
+        return _status_class()(*args, **kwargs)
+
+
+_StatusLines = _LazyStatus()

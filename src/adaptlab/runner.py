@@ -239,7 +239,8 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
                                     "as finished (lower the learning rate, e.g. --set ...lr=)")
             figs = exp.figures(results, cfg, out) if exp.figures else []
             summary = exp.summary(results, cfg) if exp.summary else ""
-            summary_md = f"# {exp.name}\n\n{summary}\n\nWall time: {seconds:.2f} s\n"
+            banner = QUICK_BANNER if _is_quick(exp, cfg) else ""
+            summary_md = f"# {exp.name}\n\n{banner}{summary}\n\nWall time: {seconds:.2f} s\n"
             atomic_write_text(out / "summary.md", summary_md)
             _write_report(out, exp.name, cfg, results, summary_md)
             atomic_write_json(out / "results.json", results)  # last: its presence marks a finished run
@@ -249,6 +250,19 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
                 _remove_partial(out, top, wrote_config)
             raise
     return RunResult(out, results, figs, seconds)
+
+
+QUICK_BANNER = ("> **Quick form** (`--quick`): a smoke test of the pipeline at reduced size, finished in seconds. "
+                "Its numbers are not the experiment's results; run without `--quick` for those.\n\n")
+
+
+def _is_quick(exp: Experiment, cfg: BaseConfig) -> bool:
+    """Whether ``cfg`` is the experiment's quick form (seed and device aside)."""
+    if not exp.quick:
+        return False
+    def strip(c):
+        return {k: v for k, v in to_dict(c).items() if k not in ("seed", "device")}
+    return strip(cfg) == strip(exp.config(quick=True))
 
 
 def _write_report(out: Path, name: str, cfg: BaseConfig, results: dict, summary_md: str) -> None:
