@@ -68,7 +68,9 @@ def test_resume_refuses_a_different_config(tmp_path):
 def test_list_names_every_experiment_once():
     code, out, _ = cli("list")
     assert code == 0
-    names = [line.split()[0] for line in out.strip().splitlines()]
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["experiment", "full", "quick"]
+    names = [line.split()[0] for line in lines[1:len(registry()) + 1]]
     assert names == list(registry()) and len(set(names)) == len(names)
 
 

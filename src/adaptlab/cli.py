@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="the reduced form that finishes in under a minute")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    d = sub.add_parser("describe", help="what an experiment does and every config key it takes")
+    d.add_argument("name", help="experiment name (see 'adaptlab list')")
     s = sub.add_parser("show", help="summarise a finished run folder, or list the runs in a folder of runs")
     s.add_argument("dir", type=Path)
     rep = sub.add_parser("report", help="write one self-contained HTML page for one or more run folders")
@@ -54,13 +56,34 @@ def _default_out(name: str) -> Path:
     return out
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def _times() -> dict:
+    from importlib.resources import files
+
+    try:
+        return json.loads(files("adaptlab.experiments").joinpath("times.json").read_text())["experiments"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
 def _cmd_list() -> int:
     from adaptlab.experiments import registry
 
-    reg = registry()
+    reg, times = registry(), _times()
     width = max(len(n) for n in reg)
+    print(f"{'experiment':<{width}}  {'full':>7}  {'quick':>6}  what it does")
     for name, exp in reg.items():
-        print(f"{name:<{width}}  {exp.description}")
+        t = times.get(name, {})
+        print(f"{name:<{width}}  {_duration(t.get('full_s')):>7}  {_duration(t.get('quick_s')):>6}  "
+              f"{exp.description}")
+    print("\n(full / quick: measured run times, 2 shared CPU cores; see benchmarks/run_times.py)")
     return 0
 
 
@@ -180,6 +203,24 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _cmd_describe(name: str) -> int:
+    from adaptlab.configdoc import describe, format_help
+    from adaptlab.experiments import get
+
+    exp = get(name)
+    t = _times().get(name, {})
+    print(f"{exp.name}: {exp.description}\n")
+    print(f"run time: full {_duration(t.get('full_s'))}, --quick {_duration(t.get('quick_s'))} "
+          "(measured on 2 shared CPU cores)\n")
+    print(f"usage: adaptlab run {exp.name} [--quick] [--set KEY=VALUE ...] [--out DIR] [--seed N] [--threads N] "
+          "[--resume] [--print-config]\n")
+    if exp.quick:
+        print("--quick sets: " + ", ".join(f"{k}={v}" for k, v in exp.quick.items()) + "\n")
+    print("config keys (--set KEY=VALUE; defaults shown):")
+    print(format_help(describe(exp.config())))
+    return 0
+
+
 def _cmd_report(args) -> int:
     from adaptlab.report import write_report
 
@@ -190,11 +231,17 @@ def _cmd_report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if len(argv) >= 3 and argv[0] == "run" and not argv[1].startswith("-") and \
+                any(a in ("-h", "--help") for a in argv[2:]):
+            return _cmd_describe(argv[1])  # `adaptlab run NAME --help` teaches that experiment's keys
         args = build_parser().parse_args(argv)
         if args.command == "list":
             return _cmd_list()
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "describe":
+            return _cmd_describe(args.name)
         if args.command == "report":
             return _cmd_report(args)
         return _cmd_show(args)
