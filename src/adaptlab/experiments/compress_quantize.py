@@ -88,7 +88,7 @@ class QuantizeMnistConfig(BaseConfig):
 
 
 def _build(name: str, cfg: QuantizeMnistConfig):
-    from adaptlab.models.cnn import build_model
+    from adaptlab.models import create as build_model
 
     return build_model(name, widths=cfg.widths) if name == "vgg" else build_model(name)
 

@@ -108,8 +108,8 @@ def build_data(cfg: MultiMNISTConfig) -> dict[str, torch.Tensor]:
 
 
 def _net(tasks, cfg: MultiMNISTConfig):
+    from adaptlab.models.mtl_lenet import lenet_blocks, lenet_head
     from adaptlab.mtl.architectures import HardSharing
-    from adaptlab.mtl.models import lenet_blocks, lenet_head
 
     return HardSharing(lenet_blocks(cfg.train.dropout), {t: lenet_head(10, cfg.train.dropout) for t in tasks})
 
