@@ -96,7 +96,7 @@ class MultiMNISTConfig(BaseConfig):
 
 def build_data(cfg: MultiMNISTConfig) -> dict[str, torch.Tensor]:
     from adaptlab.data.mnist import load_mnist
-    from adaptlab.mtl.multimnist import make_multimnist, normalize
+    from adaptlab.data.multimnist import make_multimnist, normalize
 
     ds = load_mnist()
     g = torch.Generator().manual_seed(cfg.data.seed)
