@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
+from adaptlab.eval.accuracy import accuracy
 from adaptlab.io import Checkpoint, progress
 from adaptlab.runner import Experiment
 
@@ -114,18 +115,6 @@ def _net(tasks, cfg: MultiMNISTConfig):
     return HardSharing(lenet_blocks(cfg.train.dropout), {t: lenet_head(10, cfg.train.dropout) for t in tasks})
 
 
-@torch.no_grad()
-def accuracy(net, x, ys: dict[str, torch.Tensor], batch: int = 2000) -> dict[str, float]:
-    net.eval()
-    correct = dict.fromkeys(ys, 0)
-    for i in range(0, x.shape[0], batch):
-        out, _ = net(x[i:i + batch])
-        for t in ys:
-            correct[t] += int((out[t].argmax(1) == ys[t][i:i + batch]).sum())
-    net.train()
-    return {t: 100.0 * c / x.shape[0] for t, c in correct.items()}
-
-
 # ------------------------------------------------------------------------------------- one training
 
 
@@ -173,7 +162,7 @@ def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, save, saved: dict | 
         if epoch + 1 < tc.epochs:
             save({"name": job["name"], "epoch": epoch + 1, "model": net.state_dict(), "step": step.state_dict(),
                   "gen": gen.get_state(), "rng": torch.get_rng_state(), "rec": rec})
-    rec["accuracy"] = accuracy(net, data["tx"], {t: data["t" + t] for t in tasks})
+    rec["accuracy"] = accuracy(net, data["tx"], {t: data["t" + t] for t in tasks}, batch=2000, scale=100.0)
     return net, rec
 
 
