@@ -305,14 +305,15 @@ def run(cfg: MultiMNISTConfig, out_dir: Path, resume: bool) -> dict:
 
 
 def figures(results: dict, cfg: MultiMNISTConfig, out_dir: Path) -> list[str]:
-    from adaptlab.mtl.plots import cka_figure, conflict_figure, pareto_figure
+    from adaptlab.io import save_figure
+    from adaptlab.viz.mtl import cka_figure, conflict_figure, pareto_figure
 
     names = ["pareto.png", "conflict.png", "cka.png"]
-    pareto_figure(results, out_dir / names[0])
+    save_figure(pareto_figure(results), out_dir / names[0])
     per_epoch = -(-results["n_train"] // cfg.train.batch_size)  # batches per epoch (last one partial)
     steps = [e * per_epoch + b for e in range(cfg.train.epochs) for b in range(0, per_epoch, cfg.train.diag_every)]
-    conflict_figure(results, steps, out_dir / names[1])
-    cka_figure(results, out_dir / names[2])
+    save_figure(conflict_figure(results, steps), out_dir / names[1])
+    save_figure(cka_figure(results), out_dir / names[2])
     return names
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.experiments._omniglot_plots import figures, summary
+from adaptlab.experiments._omniglot_report import figures, summary
 from adaptlab.io import Checkpoint, progress
 from adaptlab.runner import Experiment
 
