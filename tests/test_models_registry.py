@@ -35,7 +35,8 @@ def tensors(out):
 
 
 def test_registry_holds_every_model_family():
-    assert {"mlp", "conv4", "vgg", "lenet", "mnist1d", "multimnist-lenet"} <= set(models.names())
+    expected = {"mlp", "conv4", "vgg", "lenet", "mnist1d", "multimnist-lenet", "multimnist-cross-stitch"}
+    assert expected <= set(models.names())
     assert models.names() == sorted(models.names())
 
 

@@ -6,6 +6,7 @@ three blocks so :class:`~adaptlab.mtl.architectures.HardSharing` can share any p
 
 This is not :class:`~adaptlab.models.cnn.LeNet5` (6/16 channels, padding 2, 120-84 units, one head): the two
 are different networks from different papers, registered as ``"multimnist-lenet"`` and ``"lenet"``.
+``"multimnist-cross-stitch"`` is the same LeNet under cross-stitch soft sharing (Misra et al. 2016).
 
 Example::
 
@@ -71,3 +72,18 @@ def multimnist_lenet(tasks: Sequence[str] = ("left", "right"), dropout: float = 
     from adaptlab.mtl.architectures import HardSharing
 
     return HardSharing(lenet_blocks(dropout), {t: lenet_head(n_classes, dropout) for t in tasks})
+
+
+@register("multimnist-cross-stitch", input_shape=(1, 28, 28),
+          output_shape=lambda b: ({"left": (b, 10), "right": (b, 10)}, (2, b, 50)))
+def multimnist_cross_stitch(tasks: Sequence[str] = ("left", "right"), dropout: float = 0.0, n_classes: int = 10,
+                            stitch_after: Sequence[int] = (0, 1, 2), self_weight: float = 0.9) -> nn.Module:
+    """:class:`~adaptlab.mtl.architectures.CrossStitch` over the same LeNet: one encoder per task whose block
+    outputs are mixed after each block in ``stitch_after``, one :func:`lenet_head` per task.
+
+    Returns a module mapping (B, 1, 28, 28) to ``({task: (B, n_classes)}, (T, B, 50))``.
+    """
+    from adaptlab.mtl.architectures import CrossStitch
+
+    return CrossStitch(lenet_blocks(dropout), {t: lenet_head(n_classes, dropout) for t in tasks},
+                       stitch_after=stitch_after, self_weight=self_weight)
