@@ -35,8 +35,9 @@ from adaptlab.compress import sensitivity as sens
 from adaptlab.compress.integer import convert_integer
 from adaptlab.compress.prune import FineGrainedPruner, prunable_names
 from adaptlab.compress.torch_ref import torch_int8
-from adaptlab.compress.train import accuracy, train_steps
+from adaptlab.compress.train import train_steps
 from adaptlab.data.mnist import load_mnist
+from adaptlab.eval.metrics import accuracy
 from adaptlab.models.cnn import LeNet5, VGGNet
 
 OUT = Path(__file__).resolve().parent / "results"

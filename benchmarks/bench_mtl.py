@@ -31,8 +31,8 @@ OUT = Path(__file__).resolve().parent / "results"
 
 
 def make_step(method: str, T: int, batch: int = 256, seed: int = 0):
+    from adaptlab.models.mtl_lenet import lenet_blocks, lenet_head
     from adaptlab.mtl.architectures import HardSharing
-    from adaptlab.mtl.models import lenet_blocks, lenet_head
     from adaptlab.mtl.train import MethodStep
 
     torch.manual_seed(seed)

@@ -15,8 +15,9 @@ from adaptlab.compress import linear as lq
 from adaptlab.compress import size as sz
 from adaptlab.compress.integer import convert_integer, fold_bn_model
 from adaptlab.compress.torch_ref import torch_int8
-from adaptlab.compress.train import accuracy, train_steps
+from adaptlab.compress.train import train_steps
 from adaptlab.errors import ConfigError
+from adaptlab.eval.metrics import accuracy
 from adaptlab.models.cnn import MNIST1DCNN, LeNet5, VGGNet
 from test_compress_prune import with_bn_stats
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from adaptlab.models.mtl_lenet import lenet_blocks, lenet_head
 from adaptlab.mtl.architectures import CrossStitch, HardSharing
 from adaptlab.mtl.diagnostics import cosine_matrix, delta_m, linear_cka, negative_transfer, select_by_cka
-from adaptlab.mtl.models import lenet_blocks, lenet_head
 
 from conftest import assert_close
 

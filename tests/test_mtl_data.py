@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from adaptlab.mtl.multimnist import compose, make_multimnist, normalize
+from adaptlab.data.multimnist import compose, make_multimnist, normalize
 
 from conftest import assert_close
 

@@ -13,7 +13,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBPACKAGES = (
-    "tasks", "data", "inner", "meta", "eval", "experiments", "models", "mtl", "compress", "io",
+    "tasks", "data", "inner", "meta", "eval", "experiments", "models", "mtl", "compress", "io", "viz",
     "config", "runner", "errors", "typing", "distributed", "params", "report",
 )
 

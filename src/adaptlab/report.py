@@ -72,8 +72,8 @@ def load_run(run_dir: str | Path) -> Run:
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted keys of the scalar leaves (numbers, strings, booleans); lists of numbers become a summary row.
 
-    >>> flatten({"a": {"b": 1.5, "c": [1, 2, 3]}, "name": "x"})
-    {'a.b': 1.5, 'a.c': '[3 values: 1 … 3]', 'name': 'x'}
+    >>> flatten({"a": {"b": 1.5, "c": [1, 2]}, "curve": list(range(10)), "name": "x"})
+    {'a.b': 1.5, 'a.c[0]': 1, 'a.c[1]': 2, 'curve': '[10 values: 0 … 9]', 'name': 'x'}
     """
     out: dict[str, Any] = {}
     if isinstance(obj, dict):

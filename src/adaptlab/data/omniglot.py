@@ -274,6 +274,10 @@ def load_characters(name: str = "small1", size: int = 28, root: str | os.PathLik
     return CharacterSet(resize(images, size), tuple(alph), tuple(chars))
 
 
+#: The public name of :func:`load_characters` (``adaptlab.data.load_omniglot("small1", size=28)``).
+load_omniglot = load_characters
+
+
 def _resized(cs: CharacterSet, size: int) -> CharacterSet:
     return replace(cs, images=resize(cs.images, size))
 

@@ -1,4 +1,4 @@
-"""The original Omniglot one-shot benchmark (20 runs of 20-way 1-shot) and episodic accuracy with 95% CIs.
+"""The original Omniglot one-shot benchmark (20 runs of 20-way 1-shot).
 
 **The 20 runs** (Lake et al. 2015). Each run of ``all_runs.zip`` holds 20 training images (one per character
 of an evaluation alphabet) and 20 test images (another drawer's version of each). A method gives a
@@ -16,8 +16,7 @@ inked pixel coordinates of two binarised 105x105 images, each centred on its mea
 
 which gives 38.8% error (the published value): an end-to-end check of this evaluator.
 
-**Episodic accuracy**: mean accuracy over many sampled episodes with a normal-approximation 95% confidence
-interval ``1.96 * std / sqrt(n_episodes)``.
+Episodic N-way K-shot accuracy with a 95% CI is :func:`adaptlab.eval.metrics.episode_accuracy`.
 
 Example::
 
@@ -38,7 +37,7 @@ from collections.abc import Callable
 import torch
 
 from adaptlab.data.omniglot import NATIVE, load_runs, resize
-from adaptlab.eval.shots import mean_ci95
+from adaptlab.eval.metrics import episode_accuracy  # noqa: F401  (its old home; it lives in eval/metrics.py)
 
 Cost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (train (20,S,S), test (20,S,S)) -> (20, 20)
 
@@ -98,34 +97,3 @@ def mhd_cost(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
         for j, (t, t_tree) in enumerate(zip(tr_np, tr_trees)):
             out[i, j] = max(t_tree.query(q)[0].mean(), q_tree.query(t)[0].mean())
     return out
-
-
-def episode_accuracy(predict: Callable, sampler, n_episodes: int, generator: torch.Generator,
-                     batch: int = 50, device="cpu") -> dict:
-    """Accuracy over ``n_episodes`` episodes from ``sampler`` with a 95% CI.
-
-    Args:
-        predict: ``predict(support_x, support_y, query_x, n_way) -> logits (B, nq, N)`` (or a dict of
-            logits, one per method sharing the episodes; the result is then a dict too).
-        sampler: an :class:`~adaptlab.tasks.episodes.EpisodeSampler` over held-out classes.
-        n_episodes: number of episodes (>= 1000 for the reported numbers).
-        generator: the episodes' random source.
-        batch: episodes per call to ``predict``.
-
-    Returns:
-        ``{"accuracy": mean in [0, 1], "ci95": half-width, "episodes": n}``.
-    """
-    accs: dict[str, list[torch.Tensor]] = {}
-    done = 0
-    while done < n_episodes:
-        b = min(batch, n_episodes - done)
-        ep = sampler.sample(b, generator).to(device)
-        out = predict(ep.support_x, ep.support_y, ep.query_x, ep.n_way)       # (b, nq, N) or a dict of them
-        for key, logits in (out.items() if isinstance(out, dict) else [("", out)]):
-            accs.setdefault(key, []).append((logits.argmax(-1) == ep.query_y).double().mean(-1).cpu())
-        done += b
-    res = {}
-    for key, a in accs.items():
-        mean, half = mean_ci95(torch.cat(a))
-        res[key] = {"accuracy": mean, "ci95": half, "episodes": n_episodes}
-    return res[""] if list(res) == [""] else res

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from adaptlab.eval.stats import band
+
 # fit(phi_train (n, d), y_train (T, n)) -> alpha (T, d): the effective coefficients of each task's fit.
 FitFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -89,13 +91,6 @@ def sign_error_metric(alpha: Tensor, data: ShotsData) -> Tensor:
     return ((pred >= 0).to(pred.dtype) * 2 - 1 != data.y_test).to(pred.dtype).mean(-1)
 
 
-def band(values: Tensor) -> tuple[float, float, float]:
-    """(mean, 10th percentile, 90th percentile) of a 1-D tensor, linearly interpolated."""
-    v = values.detach().to(torch.float64).cpu()
-    q = torch.quantile(v, torch.tensor([0.1, 0.9], dtype=torch.float64))
-    return float(v.mean()), float(q[0]), float(q[1])
-
-
 def shots_curve(fit: FitFn, data: ShotsData,
                 metric: Callable[[Tensor, ShotsData], Tensor] = mse_metric) -> dict[str, list]:
     """Score ``fit`` at every size: {"n", "mean", "p10", "p90"} over the T test tasks."""
@@ -116,8 +111,3 @@ def constant_curve(values: Tensor, sizes: Sequence[int]) -> dict[str, list]:
     k = len(sizes)
     return {"n": list(sizes), "mean": [mean] * k, "p10": [p10] * k, "p90": [p90] * k}
 
-
-def mean_ci95(values: Tensor) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% confidence interval."""
-    v = values.detach().to(torch.float64).flatten()
-    return float(v.mean()), float(1.96 * v.std(unbiased=True) / math.sqrt(max(1, v.numel())))

@@ -94,7 +94,7 @@ def run(cfg: PruneMnistConfig, out_dir: Path, resume: bool = False) -> dict:
     from adaptlab.compress import sensitivity as sens
     from adaptlab.compress import size as sz
     from adaptlab.compress.torch_ref import torch_prune_masks
-    from adaptlab.compress.train import accuracy
+    from adaptlab.eval.metrics import accuracy
     from adaptlab.models.cnn import VGGNet
 
     stages = Stages(out_dir, resume)
@@ -154,7 +154,7 @@ def run(cfg: PruneMnistConfig, out_dir: Path, resume: bool = False) -> dict:
 def _channel_pruning(cfg, stages, model, data, example) -> dict:
     from adaptlab.compress import channel as ch
     from adaptlab.compress import size as sz
-    from adaptlab.compress.train import accuracy
+    from adaptlab.eval.metrics import accuracy
     from adaptlab.models.cnn import VGGNet
 
     reordered = ch.reorder_channels(model)

@@ -88,7 +88,7 @@ class QuantizeMnistConfig(BaseConfig):
 
 
 def _build(name: str, cfg: QuantizeMnistConfig):
-    from adaptlab.models.cnn import build_model
+    from adaptlab.models import create as build_model
 
     return build_model(name, widths=cfg.widths) if name == "vgg" else build_model(name)
 
@@ -97,7 +97,7 @@ def _kmeans(name, model, data: Split, cfg: QuantizeMnistConfig, stages: Stages, 
     from adaptlab.compress import kmeans as km
     from adaptlab.compress import size as sz
     from adaptlab.compress.prune import prunable_names
-    from adaptlab.compress.train import accuracy
+    from adaptlab.eval.metrics import accuracy
 
     names = prunable_names(model)
     out = {}
@@ -125,7 +125,7 @@ def _kmeans(name, model, data: Split, cfg: QuantizeMnistConfig, stages: Stages, 
 def _int8(model, data: Split, cfg: QuantizeMnistConfig) -> dict:
     from adaptlab.compress.integer import convert_integer
     from adaptlab.compress.torch_ref import torch_int8
-    from adaptlab.compress.train import accuracy
+    from adaptlab.eval.metrics import accuracy
 
     g = torch.Generator().manual_seed(cfg.seed + 100)
     b = cfg.int8.calib_batch_size
@@ -149,7 +149,7 @@ def _int8(model, data: Split, cfg: QuantizeMnistConfig) -> dict:
 
 def run(cfg: QuantizeMnistConfig, out_dir: Path, resume: bool = False) -> dict:
     from adaptlab.compress import size as sz
-    from adaptlab.compress.train import accuracy
+    from adaptlab.eval.metrics import accuracy
 
     stages = Stages(out_dir, resume)
     res: dict = {"models": {}}

@@ -224,13 +224,15 @@ def run(cfg: FourierConfig, out_dir: Path, resume: bool = False) -> dict:
 
 
 def fourier_figures(results: dict, cfg: FourierConfig, out_dir: Path, ylabel: str = "test MSE") -> list[str]:
-    from adaptlab.experiments._fourier_plots import plot_curves, plot_example, plot_weights
+    from adaptlab.io import save_figure
+    from adaptlab.viz.fourier import curves_figure, example_figure, weights_figure
 
     names = ["curves.png", "weights.png"]
-    plot_curves(results, cfg, out_dir / "curves.png", ylabel)
-    plot_weights(results, cfg, out_dir / "weights.png")
+    save_figure(curves_figure(results, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.meta.steps,
+                              x=cfg.task.x, ylabel=ylabel), out_dir / "curves.png")
+    save_figure(weights_figure(results), out_dir / "weights.png")
     if "example" in results:
-        plot_example(results, out_dir / "example.png")
+        save_figure(example_figure(results), out_dir / "example.png")
         names.append("example.png")
     return names
 

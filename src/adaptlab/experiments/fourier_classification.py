@@ -126,36 +126,16 @@ def run(cfg: FourierClassConfig, out_dir: Path, resume: bool = False) -> dict:
 
 
 def figures(results: dict, cfg: FourierClassConfig, out_dir: Path) -> list[str]:
-    from adaptlab.experiments._fourier_plots import _plt, plot_curves, plot_weights
     from adaptlab.io import save_figure
+    from adaptlab.viz.fourier import curves_figure, lr_comparison_figure, weights_figure
 
     names = []
     for lr, res in results["runs"].items():
-        plot_curves(res, cfg, out_dir / f"curves_lr{lr}.png", ylabel=f"test error (inner lr {lr})")
-        plot_weights(res, cfg, out_dir / f"weights_lr{lr}.png")
+        save_figure(curves_figure(res, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.meta.steps,
+                                  x=cfg.task.x, ylabel=f"test error (inner lr {lr})"), out_dir / f"curves_lr{lr}.png")
+        save_figure(weights_figure(res), out_dir / f"weights_lr{lr}.png")
         names += [f"curves_lr{lr}.png", f"weights_lr{lr}.png"]
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.4))
-    first = next(iter(results["runs"].values()))["curves"]
-    for name, style in (("init", "tab:orange"), ("oracle", "tab:green"), ("chance", "tab:gray")):
-        a1.plot(first[name]["n"], first[name]["mean"], "-", color=style, label=name)
-    for (lr, res), color in zip(results["runs"].items(), ("tab:blue", "tab:purple", "tab:cyan", "tab:red")):
-        cur = res["curves"]["meta"]
-        a1.plot(cur["n"], cur["mean"], "-o", ms=3, color=color, label=f"meta-learned, inner lr {lr}")
-        a1.fill_between(cur["n"], cur["p10"], cur["p90"], color=color, alpha=0.15, lw=0)
-        s = results["support"]
-        steps = [h["step"] for h in res["history"]]
-        w = torch.tensor([h["feature_weights"] for h in res["history"]]).abs()
-        on_s = (w[:, s] ** 2).sum(1) / (w ** 2).sum(1)
-        a2.plot(steps, on_s.tolist(), "-o", ms=3, color=color, label=f"inner lr {lr}")
-    a1.axvline(cfg.task.n_inner, color="tab:red", ls="--", lw=0.8)
-    a1.set(xscale="log", xlabel="training points n of the new task", ylabel="test error (mean, 10–90% band)",
-           title="meta-learned weights per inner step size")
-    a2.set(xlabel="meta-step", ylabel="share of ||c||² on the true support S", title="weight evolution")
-    for ax in (a1, a2):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    save_figure(fig, out_dir / "lr_comparison.png")
+    save_figure(lr_comparison_figure(results, n_inner=cfg.task.n_inner), out_dir / "lr_comparison.png")
     return names + ["lr_comparison.png"]
 
 

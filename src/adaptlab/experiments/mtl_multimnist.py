@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
+from adaptlab.eval.metrics import accuracy
 from adaptlab.io import Checkpoint, progress
 from adaptlab.runner import Experiment
 
@@ -96,7 +97,7 @@ class MultiMNISTConfig(BaseConfig):
 
 def build_data(cfg: MultiMNISTConfig) -> dict[str, torch.Tensor]:
     from adaptlab.data.mnist import load_mnist
-    from adaptlab.mtl.multimnist import make_multimnist, normalize
+    from adaptlab.data.multimnist import make_multimnist, normalize
 
     ds = load_mnist()
     g = torch.Generator().manual_seed(cfg.data.seed)
@@ -108,22 +109,10 @@ def build_data(cfg: MultiMNISTConfig) -> dict[str, torch.Tensor]:
 
 
 def _net(tasks, cfg: MultiMNISTConfig):
+    from adaptlab.models.mtl_lenet import lenet_blocks, lenet_head
     from adaptlab.mtl.architectures import HardSharing
-    from adaptlab.mtl.models import lenet_blocks, lenet_head
 
     return HardSharing(lenet_blocks(cfg.train.dropout), {t: lenet_head(10, cfg.train.dropout) for t in tasks})
-
-
-@torch.no_grad()
-def accuracy(net, x, ys: dict[str, torch.Tensor], batch: int = 2000) -> dict[str, float]:
-    net.eval()
-    correct = dict.fromkeys(ys, 0)
-    for i in range(0, x.shape[0], batch):
-        out, _ = net(x[i:i + batch])
-        for t in ys:
-            correct[t] += int((out[t].argmax(1) == ys[t][i:i + batch]).sum())
-    net.train()
-    return {t: 100.0 * c / x.shape[0] for t, c in correct.items()}
 
 
 # ------------------------------------------------------------------------------------- one training
@@ -173,7 +162,7 @@ def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, save, saved: dict | 
         if epoch + 1 < tc.epochs:
             save({"name": job["name"], "epoch": epoch + 1, "model": net.state_dict(), "step": step.state_dict(),
                   "gen": gen.get_state(), "rng": torch.get_rng_state(), "rec": rec})
-    rec["accuracy"] = accuracy(net, data["tx"], {t: data["t" + t] for t in tasks})
+    rec["accuracy"] = accuracy(net, data["tx"], {t: data["t" + t] for t in tasks}, batch=2000, scale=100.0)
     return net, rec
 
 
@@ -316,14 +305,15 @@ def run(cfg: MultiMNISTConfig, out_dir: Path, resume: bool) -> dict:
 
 
 def figures(results: dict, cfg: MultiMNISTConfig, out_dir: Path) -> list[str]:
-    from adaptlab.mtl.plots import cka_figure, conflict_figure, pareto_figure
+    from adaptlab.io import save_figure
+    from adaptlab.viz.mtl import cka_figure, conflict_figure, pareto_figure
 
     names = ["pareto.png", "conflict.png", "cka.png"]
-    pareto_figure(results, out_dir / names[0])
+    save_figure(pareto_figure(results), out_dir / names[0])
     per_epoch = -(-results["n_train"] // cfg.train.batch_size)  # batches per epoch (last one partial)
     steps = [e * per_epoch + b for e in range(cfg.train.epochs) for b in range(0, per_epoch, cfg.train.diag_every)]
-    conflict_figure(results, steps, out_dir / names[1])
-    cka_figure(results, out_dir / names[2])
+    save_figure(conflict_figure(results, steps), out_dir / names[1])
+    save_figure(cka_figure(results), out_dir / names[2])
     return names
 
 

@@ -95,8 +95,9 @@ def run(cfg: ToyConfig, out_dir: Path, resume: bool) -> dict:
 
 
 def figures(results: dict, cfg: ToyConfig, out_dir: Path) -> list[str]:
-    from adaptlab.mtl.plots import toy_figure
+    from adaptlab.io import save_figure
     from adaptlab.mtl.toy import PROBLEMS, pareto_curve, pcgrad_toy_pareto_set
+    from adaptlab.viz.mtl import toy_figure
 
     names = []
     for p, r in results["problems"].items():
@@ -105,8 +106,9 @@ def figures(results: dict, cfg: ToyConfig, out_dir: Path) -> list[str]:
         loss = problem(torch.stack([X, Y], -1)).mean(-1)
         grid = {"x": X.tolist(), "y": Y.tolist(), "loss": loss.tolist(), "pareto": Z.tolist()}
         pts = pcgrad_toy_pareto_set(box[3]).tolist() if p == "pcgrad" else None  # analytic: see its docstring
-        toy_figure({"methods": results["methods"], "paths": r["paths"], "grid": grid, "pareto_points": pts},
-                   out_dir / f"toy_{p}.png", CAPTIONS[p])
+        fig = toy_figure({"methods": results["methods"], "paths": r["paths"], "grid": grid, "pareto_points": pts},
+                         CAPTIONS[p])
+        save_figure(fig, out_dir / f"toy_{p}.png")
         names.append(f"toy_{p}.png")
     return names
 

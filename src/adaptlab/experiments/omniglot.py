@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.experiments._omniglot_plots import figures, summary
+from adaptlab.experiments._omniglot_report import figures, summary
 from adaptlab.io import Checkpoint, progress
 from adaptlab.runner import Experiment
 
@@ -262,7 +262,8 @@ def _train(cfg, bg, parts, state, ckpt, done):
 
 def _evaluate(cfg, bg, embed, head) -> dict:
     """20-run errors of every row, and episodic accuracy on held-out alphabets."""
-    from adaptlab.eval.oneshot20 import episode_accuracy, oneshot20_error
+    from adaptlab.eval.metrics import episode_accuracy
+    from adaptlab.eval.oneshot20 import oneshot20_error
     from adaptlab.tasks.episodes import EpisodeSampler
 
     out = {"oneshot20": oneshot20_error(oneshot20_cost(embed, head, cfg.device), cfg.data.size, _root(cfg)),

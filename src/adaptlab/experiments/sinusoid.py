@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.eval.shots import mean_ci95
+from adaptlab.eval.stats import mean_ci95
 from adaptlab.io import Checkpoint, progress, save_figure
 from adaptlab.meta.maml import MAML, adapt_tasks
 from adaptlab.models.mlp import MLP

@@ -1,9 +1,11 @@
-"""Models: MLP, Conv4, LeNet-5, VGG-style and MNIST-1D CNNs."""
+"""Models behind one registry: ``adaptlab.models.create(name, **kwargs)``; ``names()`` lists them."""
 
 from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
-    "cnn": ["LeNet5", "MNIST1DCNN", "SequentialCNN", "VGGNet", "build_model"],
+    "cnn": ["LeNet5", "MNIST1DCNN", "SequentialCNN", "VGGNet"],
     "conv4": ["Conv4", "conv_block"],
     "mlp": ["MLP"],
+    "mtl_lenet": ["multimnist_cross_stitch", "multimnist_lenet"],
+    "registry": ["ModelSpec", "create", "names", "register", "spec"],
 })

@@ -10,6 +10,10 @@ knowing the class.
 * :class:`MNIST1DCNN` — the three-layer 1D CNN that the MNIST-1D authors report 94% test accuracy with
   (25 channels, kernels 5/3/3, stride 2, padding 1, ReLU, one linear layer).
 
+They are registered as ``"vgg"``, ``"lenet"`` and ``"mnist1d"`` (``adaptlab.models.create(name, **kwargs)``).
+:class:`LeNet5` is not the MultiMNIST LeNet of :mod:`adaptlab.models.mtl_lenet` (10/20 channels, a 50-unit
+layer, per-task heads): the two are different published networks and both are kept.
+
 References:
     K. Simonyan, A. Zisserman. Very deep convolutional networks for large-scale image recognition. 2015.
     Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document recognition. 1998.
@@ -23,6 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from adaptlab.models.registry import register
+
 
 class SequentialCNN(nn.Module):
     """``classifier(features(x))``; the shared shape of the models in this module."""
@@ -34,6 +40,7 @@ class SequentialCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+@register("vgg", input_shape=(1, 28, 28), output_shape=lambda b: (b, 10))
 class VGGNet(SequentialCNN):
     """VGG-style CNN for 28x28 grey images.
 
@@ -76,6 +83,7 @@ class VGGNet(SequentialCNN):
         return macs + c * size * size * num_classes
 
 
+@register("lenet", input_shape=(1, 28, 28), output_shape=lambda b: (b, 10))
 class LeNet5(SequentialCNN):
     """LeNet-5-style CNN: conv5x5(6) - pool - conv5x5(16) - pool - 120 - 84 - classes, ReLU, no batch norm.
 
@@ -98,6 +106,7 @@ class LeNet5(SequentialCNN):
         return super().forward(x.unsqueeze(1) if x.dim() == 3 else x)
 
 
+@register("mnist1d", input_shape=(40,), output_shape=lambda b: (b, 10))
 class MNIST1DCNN(SequentialCNN):
     """The MNIST-1D reference CNN: three strided 1D convs with ReLU, then a linear layer.
 
@@ -122,11 +131,3 @@ class MNIST1DCNN(SequentialCNN):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.unsqueeze(1) if x.dim() == 2 else x)
-
-
-def build_model(name: str, **kwargs) -> SequentialCNN:
-    """``"vgg" | "lenet" | "mnist1d"`` -> a fresh model (kwargs go to the class)."""
-    classes = {"vgg": VGGNet, "lenet": LeNet5, "mnist1d": MNIST1DCNN}
-    if name not in classes:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(classes)}")
-    return classes[name](**kwargs)

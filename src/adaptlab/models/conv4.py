@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from adaptlab.models.registry import register
+
 
 def conv_block(c_in: int, c_out: int, track_running_stats: bool = False) -> nn.Sequential:
     """``Conv3x3 -> BN -> ReLU -> MaxPool2``: halves the spatial size (floor)."""
@@ -35,6 +37,7 @@ def conv_block(c_in: int, c_out: int, track_running_stats: bool = False) -> nn.S
                          nn.ReLU(), nn.MaxPool2d(2))
 
 
+@register("conv4", input_shape=(1, 28, 28), output_shape=lambda b: (b, 64))
 class Conv4(nn.Module):
     """Four conv blocks, then (optionally) a linear classifier ``head``.
 

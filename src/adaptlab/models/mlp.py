@@ -7,7 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from adaptlab.models.registry import register
 
+
+@register("mlp", input_shape=(1,), output_shape=lambda b: (b, 1))
 class MLP(nn.Module):
     """Fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
 

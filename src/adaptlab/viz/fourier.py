@@ -1,12 +1,17 @@
-"""Figures of the 1D Fourier studies, drawn from results.json only."""
+"""Figures of the 1D Fourier studies (fourier-*, fourier-classification), drawn from results.json only.
+
+Each function returns a matplotlib Figure; save it with :func:`adaptlab.io.save_figure` (which closes it).
+What a figure needs beyond the results (the inner support size, the dimension) is passed by name.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from adaptlab.io import save_figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLORS = {"meta": "tab:blue", "init": "tab:orange", "oracle": "tab:green", "zero": "tab:gray",
           "chance": "tab:gray"}
@@ -23,10 +28,17 @@ def _plt():
     return plt
 
 
-def plot_curves(results: dict, cfg, path: Path, ylabel: str = "test MSE") -> None:
-    """Test metric vs n with 10-90% bands: full range and zoom to n <= 4 n_inner."""
+def curves_figure(results: dict, *, n_inner: int, d: int, meta_steps: int, x: str, ylabel: str = "test MSE"
+                  ) -> Figure:
+    """Test metric vs n with 10-90% bands: full range and zoom to n <= 4 n_inner.
+
+    Args:
+        results: holds ``curves`` (name -> {"n", "mean", "p10", "p90"}) and optionally ``noise_var``.
+        n_inner: support size of the meta-training tasks (a vertical line; the zoom is n <= 4 n_inner).
+        d: feature dimension, meta_steps: meta-training length, x: input distribution (for the titles).
+        ylabel: the metric's name; a name holding "MSE" gets a log y-axis and the noise line.
+    """
     plt = _plt()
-    n_inner = cfg.task.n_inner
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     for ax, zoom in zip(axes, (False, True)):
         for name, cur in results["curves"].items():
@@ -44,14 +56,14 @@ def plot_curves(results: dict, cfg, path: Path, ylabel: str = "test MSE") -> Non
             ax.set_yscale("log")
         ax.set_xlabel("training points n of the new task")
         ax.set_ylabel(f"{ylabel} (mean, 10–90% band)")
-        ax.set_title("zoom: n ≤ 4·n_inner" if zoom else f"full range (d = {cfg.task.d})")
+        ax.set_title("zoom: n ≤ 4·n_inner" if zoom else f"full range (d = {d})")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{ylabel} vs n after {cfg.meta.steps} meta-steps (x = {cfg.task.x})")
-    save_figure(fig, path)
+    fig.suptitle(f"{ylabel} vs n after {meta_steps} meta-steps (x = {x})")
+    return fig
 
 
-def plot_weights(results: dict, cfg, path: Path) -> None:
+def weights_figure(results: dict) -> Figure:
     """|c| against feature index at each logged step, and a heatmap of |c| over meta-steps."""
     plt = _plt()
     hist = results["history"]
@@ -72,10 +84,10 @@ def plot_weights(results: dict, cfg, path: Path) -> None:
     a2.set_xlabel("feature index k")
     a2.set_ylabel("meta-step")
     fig.colorbar(im, ax=a2, label="|c_k|")
-    save_figure(fig, path)
+    return fig
 
 
-def plot_example(results: dict, path: Path) -> None:
+def example_figure(results: dict) -> Figure:
     """One test task at n = n_inner: truth, fits, training points."""
     plt = _plt()
     ex = results["example"]
@@ -91,4 +103,33 @@ def plot_example(results: dict, path: Path) -> None:
     ax.set_xlabel("x")
     ax.legend(fontsize=8)
     ax.set_title(f"a new task fitted from n = {ex['n']} points")
-    save_figure(fig, path)
+    return fig
+
+
+def lr_comparison_figure(results: dict, *, n_inner: int) -> Figure:
+    """fourier-classification: meta-learned test error per inner step size (left) and the share of the
+    weights' squared norm on the true support during meta-training (right)."""
+    import torch
+
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.4))
+    first = next(iter(results["runs"].values()))["curves"]
+    for name, style in (("init", "tab:orange"), ("oracle", "tab:green"), ("chance", "tab:gray")):
+        a1.plot(first[name]["n"], first[name]["mean"], "-", color=style, label=name)
+    for (lr, res), color in zip(results["runs"].items(), ("tab:blue", "tab:purple", "tab:cyan", "tab:red")):
+        cur = res["curves"]["meta"]
+        a1.plot(cur["n"], cur["mean"], "-o", ms=3, color=color, label=f"meta-learned, inner lr {lr}")
+        a1.fill_between(cur["n"], cur["p10"], cur["p90"], color=color, alpha=0.15, lw=0)
+        s = results["support"]
+        steps = [h["step"] for h in res["history"]]
+        w = torch.tensor([h["feature_weights"] for h in res["history"]]).abs()
+        on_s = (w[:, s] ** 2).sum(1) / (w ** 2).sum(1)
+        a2.plot(steps, on_s.tolist(), "-o", ms=3, color=color, label=f"inner lr {lr}")
+    a1.axvline(n_inner, color="tab:red", ls="--", lw=0.8)
+    a1.set(xscale="log", xlabel="training points n of the new task", ylabel="test error (mean, 10–90% band)",
+           title="meta-learned weights per inner step size")
+    a2.set(xlabel="meta-step", ylabel="share of ||c||² on the true support S", title="weight evolution")
+    for ax in (a1, a2):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return fig

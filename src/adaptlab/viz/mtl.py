@@ -1,17 +1,21 @@
-"""Figures of the multi-task experiments, drawn from their results dicts (matplotlib imported lazily)."""
+"""Figures of the multi-task experiments (mtl-multimnist, mtl-toy), drawn from their results dicts.
+
+Each function returns a matplotlib Figure; save it with :func:`adaptlab.io.save_figure` (which closes it).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from adaptlab.io import save_figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _COLORS = {"single": "k", "equal": "tab:blue", "uncertainty": "tab:orange", "gradnorm": "tab:green",
            "dwa": "tab:olive", "mgda-ub": "tab:red", "mgda": "tab:pink", "pcgrad": "tab:purple",
            "cagrad": "tab:brown", "mean": "tab:blue"}
 
 
-def pareto_figure(results: dict, path: Path) -> None:
+def pareto_figure(results: dict) -> Figure:
     """Left vs right test accuracy: the fixed-weight sweep as a front, adaptive methods as mean ± std."""
     import matplotlib.pyplot as plt
 
@@ -32,10 +36,10 @@ def pareto_figure(results: dict, path: Path) -> None:
     ax.set_title("MultiMNIST: accuracy trade-off")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
-    save_figure(fig, path)
+    return fig
 
 
-def conflict_figure(results: dict, steps: list[int], path: Path) -> None:
+def conflict_figure(results: dict, steps: list[int]) -> Figure:
     """Cosine between the two tasks' shared gradients during training (smoothed), one line per method.
 
     ``steps`` are the global training steps at which the cosines were measured."""
@@ -56,10 +60,10 @@ def conflict_figure(results: dict, steps: list[int], path: Path) -> None:
     ax.set_title("Gradient conflict during training (seed 0" + (f", {k}-point moving average)" if k > 1 else ")"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    save_figure(fig, path)
+    return fig
 
 
-def cka_figure(results: dict, path: Path) -> None:
+def cka_figure(results: dict) -> Figure:
     """Heat map of linear CKA between the encoders' features on test images."""
     import matplotlib.pyplot as plt
 
@@ -74,10 +78,10 @@ def cka_figure(results: dict, path: Path) -> None:
                     color="w" if M[i][j] < 0.6 else "k")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("Linear CKA of encoder features (seed 0)")
-    save_figure(fig, path)
+    return fig
 
 
-def toy_figure(result: dict, path: Path, caption: str) -> None:
+def toy_figure(result: dict, caption: str) -> Figure:
     """Loss contours of (L1 + L2)/2 with the Pareto set and each method's trajectories from each start."""
     import matplotlib.pyplot as plt
     import numpy as np
@@ -103,5 +107,4 @@ def toy_figure(result: dict, path: Path, caption: str) -> None:
     np.atleast_1d(axes)[0].set_ylabel("θ₂")
     fig.suptitle(caption, fontsize=9, y=0.02, va="top")
     fig.tight_layout()
-    save_figure(fig, path)
-
+    return fig

@@ -1,0 +1,68 @@
+"""viz: every figure function draws from a results dict alone and returns a Figure (saving is the caller's)."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import pytest
+
+from adaptlab import viz
+from adaptlab.io import save_figure
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+CURVE = {"n": [1, 2, 4], "mean": [1.0, 0.5, 0.2], "p10": [0.8, 0.4, 0.1], "p90": [1.2, 0.6, 0.3]}
+FOURIER = {"curves": {"meta": CURVE, "init": CURVE, "oracle": CURVE, "chance": CURVE}, "noise_var": 0.01,
+           "support": [1, 2], "history": [{"step": 0, "feature_weights": [1.0, 1.0, 1.0]},
+                                          {"step": 5, "feature_weights": [0.1, 2.0, 1.5]}],
+           "example": {"x": [0.0, 0.5, 1.0], "truth": [0.0, 1.0, 0.0], "meta": [0.1, 0.9, 0.0],
+                       "x_train": [0.5], "y_train": [1.0], "n": 1}}
+MTL = {"pareto": [{"w_left": 0.5, "left": 90.0, "right": 88.0}],
+       "methods": {"single": {"left": 91.0, "right": 89.0, "left_std": 0.1, "right_std": 0.2},
+                   "equal": {"left": 90.0, "right": 88.5, "left_std": 0.3, "right_std": 0.1}},
+       "conflict": {"equal": {"cosine": [0.1, -0.2, 0.3]}},
+       "cka": {"names": ["a", "b"], "matrix": [[1.0, 0.4], [0.4, 1.0]]}}
+OMNIGLOT = {"method": "maml", "mhd": {"error": 38.8},
+            "published": {"deep convnet (minimal 1)": 24.0, "deep convnet (minimal 2)": 29.0,
+                          "modified Hausdorff distance": 38.8},
+            "backgrounds": {"small1": {"history": {"curve_seconds": [0, 60], "curve_error": [90.0, 50.0]},
+                                       "oneshot20": {"maml": {"error": 50.0}},
+                                       "episodic": {"maml": {"5-way 1-shot": {"accuracy": 0.8, "ci95": 0.02}}}}}}
+TOY = {"methods": ["mean"], "paths": {"mean": [[[0.0, 0.0], [0.5, 0.5]]]}, "pareto_points": [[0.0, 1.0], [1.0, 0.0]],
+       "grid": {"x": [[0.0, 1.0], [0.0, 1.0]], "y": [[0.0, 0.0], [1.0, 1.0]], "loss": [[1.0, 2.0], [2.0, 3.0]],
+                "pareto": [[-1.0, 0.0], [0.0, 1.0]]}}
+
+DRAW = {
+    "curves": lambda: viz.curves_figure(FOURIER, n_inner=2, d=3, meta_steps=5, x="uniform"),
+    "weights": lambda: viz.weights_figure(FOURIER),
+    "example": lambda: viz.example_figure(FOURIER),
+    "lr_comparison": lambda: viz.lr_comparison_figure({"runs": {"0.1": FOURIER}, "support": [1, 2]}, n_inner=2),
+    "pareto": lambda: viz.pareto_figure(MTL),
+    "conflict": lambda: viz.conflict_figure(MTL, steps=[0, 10, 20]),
+    "cka": lambda: viz.cka_figure(MTL),
+    "toy": lambda: viz.toy_figure(TOY, "caption"),
+    "error_vs_time": lambda: viz.error_vs_time_figure(OMNIGLOT),
+    "oneshot20": lambda: viz.oneshot20_figure(OMNIGLOT),
+    "episodic": lambda: viz.episodic_figure(OMNIGLOT),
+}
+
+
+def test_every_viz_function_is_drawn_here():
+    assert {f"{k}_figure" for k in DRAW} == set(viz.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(DRAW))
+def test_figure_is_returned_not_written(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fig = DRAW[name]()
+    assert isinstance(fig, Figure) and fig.axes
+    assert os.listdir(tmp_path) == []  # drawing writes nothing
+    save_figure(fig, tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_episodic_figure_is_none_without_episodes():
+    empty = {**OMNIGLOT, "backgrounds": {"small1": {**OMNIGLOT["backgrounds"]["small1"], "episodic": {}}}}
+    assert viz.episodic_figure(empty) is None
