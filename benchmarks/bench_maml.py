@@ -40,8 +40,8 @@ def make(seed: int = 0, dtype=torch.float32):
 
 
 def batch(seed: int, tasks: int = 25, k: int = 10, dtype=torch.float32):
-    b = SinusoidTasks(dtype=dtype).sample(tasks, k, k, torch.Generator().manual_seed(seed))
-    return b.x_support, b.y_support, b.x_query, b.y_query
+    b = SinusoidTasks(dtype=dtype).sample(tasks, torch.Generator().manual_seed(seed), n_support=k, n_query=k)
+    return b.support_x, b.support_y, b.query_x, b.query_y
 
 
 def ours_step(model, opt, data, steps: int, first_order: bool) -> None:

@@ -27,10 +27,10 @@ def test_vectorized_meta_gradient_equals_per_task_loop(x, reduction):
     # Naive reference: one task at a time, a generic pseudo-inverse, Python accumulation.
     losses = []
     for t in range(5):
-        A = tasks.features(batch.x_support[t]) * c
-        alpha = c * (torch.linalg.pinv(A) @ batch.y_support[t])
-        pred = tasks.features(batch.x_query[t]) @ alpha
-        losses.append(((pred - batch.y_query[t]) ** 2).sum())
+        A = tasks.features(batch.support_x[t]) * c
+        alpha = c * (torch.linalg.pinv(A) @ batch.support_y[t])
+        pred = tasks.features(batch.query_x[t]) @ alpha
+        losses.append(((pred - batch.query_y[t]) ** 2).sum())
     total = sum(losses)
     total = total if reduction == "sum" else total / (5 * 20)
     (g_loop,) = torch.autograd.grad(total, c)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from adaptlab.inner.lstsq import weighted_min_norm
-from adaptlab.tasks.fourier import TaskBatch
+from adaptlab.tasks.fourier import FourierBatch as TaskBatch
 
 # inner(phi_support (T, n, d), c (d,), y_support (T, n)) -> alpha (T, d), differentiable in c.
 InnerFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -63,11 +63,11 @@ def feature_weight_meta_loss(c: Tensor, batch: TaskBatch, features: Callable[[Te
     ``reduction="mean"`` averages the per-point losses over tasks and query points; ``"sum"`` adds them up
     (the original study's choice: its step size 1e-2 is meant for the summed loss).
     """
-    phi_s = features(batch.x_support) if batch.phi_support is None else batch.phi_support  # (T, n, d)
-    phi_q = features(batch.x_query) if batch.phi_query is None else batch.phi_query  # (T, m, d)
-    alpha = inner(phi_s, c, batch.y_support)  # (T, d)
+    phi_s = features(batch.support_x) if batch.support_phi is None else batch.support_phi  # (T, n, d)
+    phi_q = features(batch.query_x) if batch.query_phi is None else batch.query_phi  # (T, m, d)
+    alpha = inner(phi_s, c, batch.support_y)  # (T, d)
     pred = (phi_q @ alpha.unsqueeze(-1)).squeeze(-1)  # (T, m); faster than einsum on CPU
-    losses = point_loss(pred, batch.y_query)  # (T, m)
+    losses = point_loss(pred, batch.query_y)  # (T, m)
     return losses.mean() if reduction == "mean" else losses.sum()
 
 
