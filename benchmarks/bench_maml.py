@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from adaptlab.meta.maml import maml_meta_loss
 from adaptlab.models.mlp import MLP
+from adaptlab.tasks.batch import SupportQuery
 from adaptlab.tasks.sinusoid import SinusoidTasks
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -46,8 +47,8 @@ def batch(seed: int, tasks: int = 25, k: int = 10, dtype=torch.float32):
 
 def ours_step(model, opt, data, steps: int, first_order: bool) -> None:
     opt.zero_grad(set_to_none=True)
-    loss, _ = maml_meta_loss(model, dict(model.named_parameters()), {}, *data, F.mse_loss, steps, 0.01,
-                             first_order)
+    loss, _ = maml_meta_loss(dict(model.named_parameters()), {}, SupportQuery(*data), model=model,
+                             loss_fn=F.mse_loss, steps=steps, lr=0.01, first_order=first_order)
     loss.backward()
     opt.step()
 

@@ -13,6 +13,7 @@ from adaptlab.meta.baselines import logistic_head_logits, nearest_neighbour_logi
 from adaptlab.meta.maml import maml_meta_loss
 from adaptlab.meta.protonet import ProtoNet, proto_logits, protonet_loss
 from adaptlab.models.conv4 import Conv4
+from adaptlab.tasks.batch import SupportQuery
 from adaptlab.tasks.episodes import Episodes
 
 from conftest import assert_close
@@ -65,8 +66,12 @@ def test_maml_conv4_meta_gradient_equals_per_task_loop():
     p = dict(net.named_parameters())
     xs, xq = torch.randn(2, 3, 1, 16, 16, dtype=torch.float64), torch.randn(2, 6, 1, 16, 16, dtype=torch.float64)
     ys, yq = torch.tensor([[0, 1, 2]] * 2), torch.tensor([[0, 1, 2, 0, 1, 2]] * 2)
-    loss, _ = maml_meta_loss(net, p, {}, xs, ys, xq, yq, F.cross_entropy, steps=2, lr=0.3)
+    batch = SupportQuery(xs, ys, xq, yq)
+    loss, _ = maml_meta_loss(p, {}, batch, model=net, loss_fn=F.cross_entropy, steps=2, lr=0.3)
     fast_grad = torch.autograd.grad(loss, list(p.values()))
+    loss_loop, _ = maml_meta_loss(p, {}, batch, model=net, loss_fn=F.cross_entropy, steps=2, lr=0.3,
+                                  vectorize=False)
+    loop_grad = torch.autograd.grad(loss_loop, list(p.values()))
     total = 0
     for t in range(2):                      # naive: autograd.grad(create_graph=True) through each task
         w = dict(p)
@@ -76,8 +81,9 @@ def test_maml_conv4_meta_gradient_equals_per_task_loop():
             w = {k: v - 0.3 * gk for (k, v), gk in zip(w.items(), gs)}
         total = total + F.cross_entropy(torch.func.functional_call(net, w, (xq[t],)), yq[t]) / 2
     slow_grad = torch.autograd.grad(total, list(p.values()))
-    for a, b in zip(fast_grad, slow_grad):
+    for a, b, c in zip(fast_grad, slow_grad, loop_grad):
         assert_close(a, b, rtol=1e-8, atol=1e-10)   # float64 through two conv/BN Hessian-vector products
+        assert_close(c, b, rtol=1e-8, atol=1e-10)
 
 
 def test_baseline_heads():
