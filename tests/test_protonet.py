@@ -26,7 +26,8 @@ def test_protonet_loss_and_accuracy_hand_computed():
     qx = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [3.0, 0.0]]], dtype=torch.float64)
     qy = torch.tensor([[0, 1, 0]])
     ep = Episodes(sx, sy, qx, qy, torch.tensor([[7, 9]]))
-    loss, acc = protonet_loss({}, {}, nn.Identity(), ep)
+    loss, aux = protonet_loss({}, {}, ep, model=nn.Identity())
+    acc = aux["accuracy"]
     # distances^2: q1 -> (1, 9), q2 -> (9, 1), q3 -> (9, 1); logits are their negatives
     lse = math.log(math.exp(-1.0) + math.exp(-9.0))
     assert_close(loss, torch.tensor(-((-1 - lse) * 2 + (-9 - lse)) / 3, dtype=torch.float64))
@@ -55,9 +56,29 @@ def test_protonet_gradcheck_float64():
                   torch.zeros(2, 2, dtype=torch.long))
 
     def f(*ps):
-        return protonet_loss(dict(zip(names, ps)), {}, net, ep)[0]
+        return protonet_loss(dict(zip(names, ps)), {}, ep, model=net)[0]
 
     assert torch.autograd.gradcheck(f, tuple(p.detach().requires_grad_() for p in net.parameters()))
+
+
+def test_protonet_wrapper_state_dict_round_trip_and_functional_core():
+    torch.manual_seed(0)
+    pn = ProtoNet(Conv4(hidden=4, image_size=16, track_running_stats=True).double())
+    g = torch.Generator().manual_seed(0)
+    ep = Episodes(torch.randn(2, 4, 1, 16, 16, generator=g, dtype=torch.float64), torch.tensor([[0, 0, 1, 1]] * 2),
+                  torch.randn(2, 2, 1, 16, 16, generator=g, dtype=torch.float64), torch.tensor([[0, 1]] * 2),
+                  torch.zeros(2, 2, dtype=torch.long))
+    loss, aux = pn.loss(ep)
+    pure, pure_aux = pn.functional()(pn.params(), pn.buffers(), ep)
+    assert_close(pure, loss)
+    assert_close(aux["task_losses"].mean(), loss)
+    with torch.no_grad():
+        for p in pn.parameters():
+            p.add_(0.1)
+    other = ProtoNet(Conv4(hidden=4, image_size=16, track_running_stats=True).double())
+    other.load_state_dict(pn.state_dict())
+    assert_close(other.loss(ep)[0], pn.loss(ep)[0])
+    assert not torch.allclose(other.loss(ep)[0], loss)  # the shifted weights were what got loaded
 
 
 def test_maml_conv4_meta_gradient_equals_per_task_loop():
