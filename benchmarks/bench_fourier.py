@@ -103,7 +103,7 @@ def throughput(num_tasks: int, cfg, batched: bool, reps: int, x: str) -> float:
 
     def once():
         if batched:
-            loss = feature_weight_meta_loss(c, batch, tasks.features, reduction="sum")
+            loss, _ = feature_weight_meta_loss({"c": c}, {}, batch, features=tasks.features, reduction="sum")
         else:
             loss = 0.0
             for t in range(num_tasks):
