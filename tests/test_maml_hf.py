@@ -19,10 +19,10 @@ transformers = pytest.importorskip("transformers", reason="transformers is not i
 P, D, V, L = 4, 32, 100, 8  # prompt vectors, embedding width, vocabulary, sequence length
 
 
-def _lm():
+def _lm(**config):
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(n_layer=2, n_embd=D, n_head=2, vocab_size=V, n_positions=64, bos_token_id=0,
-                                  eos_token_id=0)
+                                  eos_token_id=0, **config)
     lm = transformers.GPT2LMHeadModel(cfg).eval()  # eval: no dropout, so both evaluations see one function
     return lm, {k: v.detach() for k, v in lm.named_parameters()}, dict(lm.named_buffers())
 
@@ -91,3 +91,20 @@ def test_first_order_maml_learns_a_soft_prompt_of_a_tiny_gpt2():
     # and the inner loop itself adapts: the query loss after two prompt steps is below the unadapted one
     unadapted, _ = maml_meta_loss({"prompt": prompt, **weights}, buffers, batch, **{**kw, "steps": 0})
     assert loss < unadapted
+
+
+def test_second_order_through_gpt2_needs_eager_attention_and_differs_from_first_order():
+    """CPU SDPA attention has no double backward; the eager attention does."""
+    batch = _tasks(T=2)
+    prompt = (0.02 * torch.randn(P, D, generator=torch.Generator().manual_seed(1))).requires_grad_()
+    grads = {}
+    for impl, first_order in (("sdpa", True), ("eager", True), ("eager", False)):
+        lm, weights, buffers = _lm(attn_implementation=impl)
+        loss, _ = maml_meta_loss({"prompt": prompt, **weights}, buffers, batch, forward=_prompted(lm),
+                                 loss_fn=next_token_loss, steps=1, lr=1.0, first_order=first_order,
+                                 adapt=["prompt"], vectorize=False)
+        (grads[impl, first_order],) = torch.autograd.grad(loss, [prompt])
+    torch.testing.assert_close(grads["eager", True], grads["sdpa", True], rtol=1e-4, atol=1e-6)  # one model
+    second = grads["eager", False]
+    assert torch.isfinite(second).all()
+    assert not torch.allclose(second, grads["eager", True], rtol=1e-2, atol=1e-5)  # the Hessian term counts
