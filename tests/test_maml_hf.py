@@ -94,7 +94,8 @@ def test_first_order_maml_learns_a_soft_prompt_of_a_tiny_gpt2():
 
 
 def test_second_order_through_gpt2_needs_eager_attention_and_differs_from_first_order():
-    """CPU SDPA attention has no double backward; the eager attention does."""
+    """Second order runs through the eager attention (CPU SDPA has no double backward, so it is first order only
+    here); both attentions are one model: their first-order meta-gradients agree."""
     batch = _tasks(T=2)
     prompt = (0.02 * torch.randn(P, D, generator=torch.Generator().manual_seed(1))).requires_grad_()
     grads = {}
