@@ -86,9 +86,9 @@ def naive_end_to_end(cfg) -> dict:
         opt.zero_grad()
         loss = 0.0
         for t in range(batch.num_tasks):
-            A = tasks.features(batch.x_support[t]) * c
-            alpha = c * (torch.linalg.pinv(A) @ batch.y_support[t])
-            loss = loss + ((tasks.features(batch.x_query[t]) @ alpha - batch.y_query[t]) ** 2).sum()
+            A = tasks.features(batch.support_x[t]) * c
+            alpha = c * (torch.linalg.pinv(A) @ batch.support_y[t])
+            loss = loss + ((tasks.features(batch.query_x[t]) @ alpha - batch.query_y[t]) ** 2).sum()
         loss.backward()
         opt.step()
     train_s = time.perf_counter() - t0
@@ -103,13 +103,13 @@ def throughput(num_tasks: int, cfg, batched: bool, reps: int, x: str) -> float:
 
     def once():
         if batched:
-            loss = feature_weight_meta_loss(c, batch, tasks.features, reduction="sum")
+            loss, _ = feature_weight_meta_loss({"c": c}, {}, batch, features=tasks.features, reduction="sum")
         else:
             loss = 0.0
             for t in range(num_tasks):
-                A = tasks.features(batch.x_support[t]) * c
-                alpha = c * (torch.linalg.pinv(A) @ batch.y_support[t])
-                loss = loss + ((tasks.features(batch.x_query[t]) @ alpha - batch.y_query[t]) ** 2).sum()
+                A = tasks.features(batch.support_x[t]) * c
+                alpha = c * (torch.linalg.pinv(A) @ batch.support_y[t])
+                loss = loss + ((tasks.features(batch.query_x[t]) @ alpha - batch.query_y[t]) ** 2).sum()
         torch.autograd.grad(loss, c)
 
     once()

@@ -46,9 +46,10 @@ def loop_inner(steps: int, lr: float):
 
 def train(inner, batches, tasks) -> tuple[float, torch.Tensor]:
     learner = FeatureWeights(tasks.d, inner=inner, reduction="sum", optimizer="sgd", lr=1e-2)
+    opt = learner.make_optimizer()
     t0 = time.perf_counter()
     for b in batches:
-        learner.step(b, tasks.features)
+        learner.step(b, tasks.features, optimizer=opt)
     return time.perf_counter() - t0, learner.c.detach()
 
 
@@ -68,8 +69,9 @@ def main() -> None:
     c0 = torch.ones(501, dtype=torch.float64, requires_grad=True)
     grads = {}
     for name, inner in impls.items():
-        (grads[name],) = torch.autograd.grad(feature_weight_meta_loss(c0, batches[0], tasks.features, inner,
-                                                                      reduction="sum"), c0)
+        loss, _ = feature_weight_meta_loss({"c": c0}, {}, batches[0], features=tasks.features, inner=inner,
+                                           reduction="sum")
+        (grads[name],) = torch.autograd.grad(loss, c0)
     times: dict[str, list[float]] = {n: [] for n in impls}
     finals = {}
     for _ in range(args.rounds):

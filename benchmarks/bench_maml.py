@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from adaptlab.meta.maml import maml_meta_loss
 from adaptlab.models.mlp import MLP
+from adaptlab.tasks.batch import SupportQuery
 from adaptlab.tasks.sinusoid import SinusoidTasks
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -40,14 +41,14 @@ def make(seed: int = 0, dtype=torch.float32):
 
 
 def batch(seed: int, tasks: int = 25, k: int = 10, dtype=torch.float32):
-    b = SinusoidTasks(dtype=dtype).sample(tasks, k, k, torch.Generator().manual_seed(seed))
-    return b.x_support, b.y_support, b.x_query, b.y_query
+    b = SinusoidTasks(dtype=dtype).sample(tasks, torch.Generator().manual_seed(seed), n_support=k, n_query=k)
+    return b.support_x, b.support_y, b.query_x, b.query_y
 
 
 def ours_step(model, opt, data, steps: int, first_order: bool) -> None:
     opt.zero_grad(set_to_none=True)
-    loss, _ = maml_meta_loss(model, dict(model.named_parameters()), {}, *data, F.mse_loss, steps, 0.01,
-                             first_order)
+    loss, _ = maml_meta_loss(dict(model.named_parameters()), {}, SupportQuery(*data), model=model,
+                             loss_fn=F.mse_loss, steps=steps, lr=0.01, first_order=first_order)
     loss.backward()
     opt.step()
 

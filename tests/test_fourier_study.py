@@ -9,7 +9,7 @@ import torch
 
 from adaptlab.experiments import get
 from adaptlab.io import Checkpoint
-from adaptlab.meta.feature_weights import feature_weight_meta_loss
+from adaptlab.meta.feature_weights import FeatureWeights, feature_weight_meta_loss
 from adaptlab.runner import run_experiment
 from adaptlab.tasks.fourier import FourierTasks
 
@@ -23,14 +23,15 @@ def test_vectorized_meta_gradient_equals_per_task_loop(x, reduction):
     tasks = FourierTasks(d=41, support=[5, 6, 7, 8], x=x, n_support=12, n_query=20, noise=0.1)
     batch = tasks.sample(5, torch.Generator().manual_seed(3))
     c = (1 + 0.2 * torch.randn(41, dtype=f64, generator=torch.Generator().manual_seed(4))).requires_grad_()
-    (g_fast,) = torch.autograd.grad(feature_weight_meta_loss(c, batch, tasks.features, reduction=reduction), c)
+    loss, _ = feature_weight_meta_loss({"c": c}, {}, batch, features=tasks.features, reduction=reduction)
+    (g_fast,) = torch.autograd.grad(loss, c)
     # Naive reference: one task at a time, a generic pseudo-inverse, Python accumulation.
     losses = []
     for t in range(5):
-        A = tasks.features(batch.x_support[t]) * c
-        alpha = c * (torch.linalg.pinv(A) @ batch.y_support[t])
-        pred = tasks.features(batch.x_query[t]) @ alpha
-        losses.append(((pred - batch.y_query[t]) ** 2).sum())
+        A = tasks.features(batch.support_x[t]) * c
+        alpha = c * (torch.linalg.pinv(A) @ batch.support_y[t])
+        pred = tasks.features(batch.query_x[t]) @ alpha
+        losses.append(((pred - batch.query_y[t]) ** 2).sum())
     total = sum(losses)
     total = total if reduction == "sum" else total / (5 * 20)
     (g_loop,) = torch.autograd.grad(total, c)
@@ -134,3 +135,20 @@ def test_overdetermined_shortcut_equals_the_weighted_solve():
         assert_close(weighted_fit(c)(phi, y), fast)
     ref = torch.stack([c * (torch.linalg.pinv(phi * c) @ y[t]) for t in range(4)])
     assert_close(fast, ref, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_feature_weights_fit_twice_with_one_optimizer_equals_fit_once_and_state_round_trips(optimizer):
+    tasks = FourierTasks(d=21, support=[3, 4], x="uniform", n_support=8, n_query=16)
+    once = FeatureWeights(21, optimizer=optimizer, lr=1e-2)
+    losses = once.fit(tasks, 6, 3, torch.Generator().manual_seed(0))
+    twice = FeatureWeights(21, optimizer=optimizer, lr=1e-2)
+    opt, gen = twice.make_optimizer(), torch.Generator().manual_seed(0)
+    halves = twice.fit(tasks, 3, 3, gen, optimizer=opt) + twice.fit(tasks, 3, 3, gen, optimizer=opt)
+    assert halves == losses and torch.equal(twice.c, once.c)
+    assert not torch.equal(once.c, torch.ones_like(once.c))  # the steps moved c
+    loaded = FeatureWeights(21)
+    loaded.load_state_dict(once.state_dict())
+    batch = tasks.sample(3, torch.Generator().manual_seed(1))
+    assert torch.equal(loaded.loss(batch)[0], once.functional()(once.params(), once.buffers(), batch)[0])
+    assert loaded.parameters()[0] is loaded.c and "opt" not in once.state_dict()  # no optimizer inside

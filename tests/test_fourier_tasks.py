@@ -44,16 +44,16 @@ def test_grid_is_deterministic_and_excludes_the_right_end():
 def test_sample_shapes_support_norm_and_noise():
     tasks = FourierTasks(d=31, support=[5, 6, 9], x="uniform", n_support=400, n_query=50, noise=0.1)
     b = tasks.sample(6, torch.Generator().manual_seed(0))
-    assert b.x_support.shape == (6, 400) and b.y_query.shape == (6, 50) and b.coef.shape == (6, 31)
+    assert b.support_x.shape == (6, 400) and b.query_y.shape == (6, 50) and b.coef.shape == (6, 31)
     assert_close(b.coef.norm(dim=-1), torch.ones(6, dtype=f64))
     off = torch.ones(31, dtype=torch.bool)
     off[[5, 6, 9]] = False
     assert (b.coef[:, off] == 0).all()
-    resid = b.y_support - tasks.function(b.coef, b.x_support)
+    resid = b.support_y - tasks.function(b.coef, b.support_x)
     assert abs(float(resid.std()) - 0.1) < 0.01  # training labels are noisy with std sigma
-    assert_close(b.y_query, tasks.function(b.coef, b.x_query))  # query labels are clean
+    assert_close(b.query_y, tasks.function(b.coef, b.query_x))  # query labels are clean
     again = tasks.sample(6, torch.Generator().manual_seed(0))
-    assert torch.equal(again.y_support, b.y_support)
+    assert torch.equal(again.support_y, b.support_y)
 
 
 def test_sign_labels():

@@ -10,6 +10,7 @@ from torch.func import functional_call
 
 from adaptlab.meta.maml import MAML, adapt_tasks, inner_adapt, maml_meta_loss
 from adaptlab.models.mlp import MLP
+from adaptlab.tasks.batch import SupportQuery
 
 from conftest import assert_close
 
@@ -43,16 +44,18 @@ def _reference_meta_grad(model, params, buffers, xs, ys, xq, yq, steps, lr, firs
     return torch.autograd.grad(total / xs.shape[0], leaves), task_buffers
 
 
-def _vmapped_meta_grad(model, params, buffers, xs, ys, xq, yq, steps, lr, first_order, adapt=None):
-    loss, aux = maml_meta_loss(model, params, buffers, xs, ys, xq, yq, F.mse_loss, steps, lr, first_order,
-                               adapt)
+def _meta_grad(model, params, buffers, xs, ys, xq, yq, steps, lr, first_order, adapt=None, vectorize=True):
+    loss, aux = maml_meta_loss(params, buffers, SupportQuery(xs, ys, xq, yq), model=model, loss_fn=F.mse_loss,
+                               steps=steps, lr=lr, first_order=first_order, adapt=adapt, vectorize=vectorize)
     leaves = list(params.values()) + (list(lr.values()) if isinstance(lr, dict) else [])
     return torch.autograd.grad(loss, leaves), aux
 
 
+@pytest.mark.parametrize("vectorize", [True, False])
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("variant", ["maml", "meta-sgd", "anil", "batchnorm"])
-def test_vmapped_meta_gradient_matches_per_task_loop(first_order, variant):
+def test_meta_gradient_of_both_paths_matches_naive_per_task_loop(first_order, variant, vectorize):
+    """Float64: the vmapped path and the per-task path each equal a hand-written per-task reference."""
     model = MLP((1, 16, 16, 1), activation=nn.Tanh, batch_norm=variant == "batchnorm").double().train()
     params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
     xs, ys, xq, yq = _tasks()
@@ -62,7 +65,7 @@ def test_vmapped_meta_gradient_matches_per_task_loop(first_order, variant):
         lr = {k: (0.01 + 0.1 * torch.rand(v.shape, generator=g, dtype=v.dtype)).requires_grad_()
               for k, v in params.items()}
     adapt = ["head."] if variant == "anil" else None
-    got, aux = _vmapped_meta_grad(model, params, buffers, xs, ys, xq, yq, 3, lr, first_order, adapt)
+    got, aux = _meta_grad(model, params, buffers, xs, ys, xq, yq, 3, lr, first_order, adapt, vectorize)
     want, task_buffers = _reference_meta_grad(model, params, buffers, xs, ys, xq, yq, 3, lr, first_order,
                                               adapt)
     for a, b in zip(got, want):
@@ -91,7 +94,8 @@ def test_first_and_second_order_equal_the_analytic_gradients_of_linear_regressio
         fo_want = fo_want + g_q.T / 3
         so_want = so_want + ((torch.eye(4, dtype=w.dtype) - a * H_s) @ g_q).T / 3
     for first_order, want in [(True, fo_want), (False, so_want)]:
-        loss, _ = maml_meta_loss(model, {"weight": w}, {}, xs, ys, xq, yq, F.mse_loss, 1, a, first_order)
+        loss, _ = maml_meta_loss({"weight": w}, {}, SupportQuery(xs, ys, xq, yq), model=model, loss_fn=F.mse_loss,
+                                 steps=1, lr=a, first_order=first_order)
         (got,) = torch.autograd.grad(loss, [w])
         assert_close(got, want.detach())
     assert not torch.allclose(fo_want, so_want)  # the test distinguishes the two modes
@@ -103,7 +107,8 @@ def test_gradgradcheck_through_an_inner_step():
     xs, ys, xq, yq = _tasks(T=2, n_s=4, n_q=3, d=2)
 
     def meta_loss(*flat):
-        loss, _ = maml_meta_loss(model, dict(zip(names, flat)), {}, xs, ys, xq, yq, F.mse_loss, 1, 0.3)
+        loss, _ = maml_meta_loss(dict(zip(names, flat)), {}, SupportQuery(xs, ys, xq, yq), model=model,
+                                 loss_fn=F.mse_loss, steps=1, lr=0.3)
         return loss
 
     inputs = tuple(p.detach().clone().requires_grad_() for p in model.parameters())
@@ -116,10 +121,10 @@ def test_one_inner_step_lowers_support_loss_and_zero_steps_is_identity():
     params = dict(model.named_parameters())
     xs, ys, _, _ = _tasks(T=1)
     before = F.mse_loss(functional_call(model, params, (xs[0],)), ys[0])
-    fast = inner_adapt(model, params, {}, xs[0], ys[0], F.mse_loss, 1, 0.01)
+    fast = inner_adapt(params, {}, xs[0], ys[0], model=model, loss_fn=F.mse_loss, steps=1, lr=0.01)
     after = F.mse_loss(functional_call(model, fast, (xs[0],)), ys[0])
     assert after < before
-    same = inner_adapt(model, params, {}, xs[0], ys[0], F.mse_loss, 0, 0.01)
+    same = inner_adapt(params, {}, xs[0], ys[0], model=model, loss_fn=F.mse_loss, steps=0, lr=0.01)
     for k in params:
         assert torch.equal(same[k], params[k])
 
@@ -128,26 +133,28 @@ def test_anil_adapts_only_the_head_and_body_still_gets_meta_gradient():
     model = MLP((1, 8, 1)).double()
     params = dict(model.named_parameters())
     xs, ys, xq, yq = _tasks(T=2)
-    fast = inner_adapt(model, params, {}, xs[0], ys[0], F.mse_loss, 2, 0.1, adapt=["head."])
+    fast = inner_adapt(params, {}, xs[0], ys[0], model=model, loss_fn=F.mse_loss, steps=2, lr=0.1, adapt=["head."])
     assert torch.equal(fast["layers.0.weight"], params["layers.0.weight"])
     assert not torch.equal(fast["head.weight"], params["head.weight"])
     for first_order in (False, True):
-        loss, _ = maml_meta_loss(model, params, {}, xs, ys, xq, yq, F.mse_loss, 2, 0.1, first_order,
-                                 ["head."])
+        loss, _ = maml_meta_loss(params, {}, SupportQuery(xs, ys, xq, yq), model=model, loss_fn=F.mse_loss,
+                                 steps=2, lr=0.1, first_order=first_order, adapt=["head."])
         g = torch.autograd.grad(loss, [params["layers.0.weight"]])[0]
         assert g.abs().sum() > 0
     with pytest.raises(ValueError, match="matches no parameter"):
-        inner_adapt(model, params, {}, xs[0], ys[0], F.mse_loss, 1, 0.1, adapt=["nope."])
+        inner_adapt(params, {}, xs[0], ys[0], model=model, loss_fn=F.mse_loss, steps=1, lr=0.1, adapt=["nope."])
 
 
-def test_adapt_tasks_curve_matches_inner_adapt():
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_adapt_tasks_curve_matches_inner_adapt(vectorize):
     model = MLP((1, 16, 1)).double()
     params = dict(model.named_parameters())
     xs, ys, xq, yq = _tasks(T=3)
-    out = adapt_tasks(model, params, {}, xs, ys, F.mse_loss, 4, 0.05, x_eval=xq, y_eval=yq)
+    out = adapt_tasks(params, {}, xs, ys, model=model, loss_fn=F.mse_loss, steps=4, lr=0.05, x_eval=xq, y_eval=yq,
+                      vectorize=vectorize)
     assert out["pred"].shape == (3, 5, 7, 1) and out["loss"].shape == (3, 5)
     for t in range(3):
-        fast = inner_adapt(model, params, {}, xs[t], ys[t], F.mse_loss, 4, 0.05)
+        fast = inner_adapt(params, {}, xs[t], ys[t], model=model, loss_fn=F.mse_loss, steps=4, lr=0.05)
         assert_close(out["loss"][t, -1], F.mse_loss(functional_call(model, fast, (xq[t],)), yq[t]))
         assert_close(out["loss"][t, 0], F.mse_loss(model(xq[t]), yq[t]))
 
@@ -177,7 +184,8 @@ def test_gradcheck_second_order_with_batchnorm_under_vmap():
     xs, ys, xq, yq = _tasks(T=2, n_s=5, n_q=4)
 
     def meta_loss(*flat):
-        loss, _ = maml_meta_loss(model, dict(zip(names, flat)), buffers, xs, ys, xq, yq, F.mse_loss, 1, 0.05)
+        loss, _ = maml_meta_loss(dict(zip(names, flat)), buffers, SupportQuery(xs, ys, xq, yq), model=model,
+                                 loss_fn=F.mse_loss, steps=1, lr=0.05)
         return loss
 
     inputs = tuple(p.detach().clone().requires_grad_() for p in model.parameters())
@@ -188,9 +196,71 @@ def test_adapt_tasks_works_under_no_grad_and_leaves_no_graph():
     model = MLP((1, 8, 1)).double()
     params = dict(model.named_parameters())
     xs, ys, xq, yq = _tasks(T=2)
-    want = adapt_tasks(model, params, {}, xs, ys, F.mse_loss, 3, 0.1, x_eval=xq, y_eval=yq)
+    kw = dict(model=model, loss_fn=F.mse_loss, steps=3, lr=0.1, x_eval=xq, y_eval=yq)
+    want = adapt_tasks(params, {}, xs, ys, **kw)
     with torch.no_grad():
-        got = adapt_tasks(model, params, {}, xs, ys, F.mse_loss, 3, 0.1, x_eval=xq, y_eval=yq)
+        got = adapt_tasks(params, {}, xs, ys, **kw)
     assert_close(got["loss"], want["loss"])
     assert not got["pred"].requires_grad and not want["loss"].requires_grad
     assert (want["loss"][:, -1] < want["loss"][:, 0]).all()
+
+
+class _Keyword(nn.Module):
+    """A model called with keyword tensors, f(x, mask) = MLP(x) * mask, with batch norm."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = MLP((1, 8, 8, 1), activation=nn.Tanh, batch_norm=True)
+
+    def forward(self, x, mask):
+        return self.net(x) * mask
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_keyword_inputs_and_a_user_forward_give_one_meta_gradient_on_both_paths(first_order):
+    model = _Keyword().double().train()
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    xs, ys, xq, yq = _tasks()
+    g = torch.Generator().manual_seed(2)
+    ms, mq = ((torch.rand(x.shape, generator=g) > 0.3).double() for x in (xs, xq))
+    batch = SupportQuery({"x": xs, "mask": ms}, ys * ms, {"x": xq, "mask": mq}, yq * mq)
+
+    def user(p, b, inputs):  # the same model through a user forward: positional x, keyword mask
+        return functional_call(model, (p, b), (inputs["x"],), {"mask": inputs["mask"]})
+
+    runs = []
+    for vectorize in (True, False):
+        for forward in (None, user):
+            loss, aux = maml_meta_loss(params, buffers, batch, model=model, forward=forward, loss_fn=F.mse_loss,
+                                       steps=2, lr=0.1, first_order=first_order, vectorize=vectorize)
+            runs.append((loss, torch.autograd.grad(loss, list(params.values())), aux["buffers"]))
+    want_loss, want_grads, want_buffers = runs[0]
+    assert want_buffers["net.layers.1.num_batches_tracked"] == 3  # two inner steps and the query pass
+    for loss, grads, bufs in runs[1:]:
+        assert_close(loss, want_loss)
+        for a, b in zip(grads, want_grads):
+            assert_close(a, b)
+        for k in bufs:
+            assert_close(bufs[k], want_buffers[k])
+    assert not torch.allclose(want_buffers["net.layers.1.running_mean"], buffers["net.layers.1.running_mean"])
+
+
+def test_maml_wrapper_per_task_path_equals_vectorized_and_functional_is_the_bound_core():
+    xs, ys, xq, yq = _tasks(T=3)
+    batch = SupportQuery(xs, ys, xq, yq)
+    out = []
+    for vectorize in (True, False):
+        torch.manual_seed(0)
+        maml = MAML(MLP((1, 8, 1), batch_norm=True).double(), F.mse_loss, inner_lr=0.05, steps=2, learn_lr=True,
+                    vectorize=vectorize)
+        loss, aux = maml.functional()(maml.params(), maml.buffers(), batch)  # pure: the module is not touched
+        assert torch.equal(maml.model.layers[1].running_mean, torch.zeros(8, dtype=torch.float64))
+        same, _ = maml.loss(batch)                                               # writes the buffers back
+        assert_close(same, loss)
+        grads = torch.autograd.grad(same, maml.parameters())
+        out.append((same, grads, maml.model.layers[1].running_mean.clone()))
+    (l0, g0, r0), (l1, g1, r1) = out
+    assert_close(l1, l0)
+    assert_close(r1, r0)
+    for a, b in zip(g1, g0):
+        assert_close(a, b)

@@ -27,7 +27,7 @@ def test_split_is_a_partition_in_order():
 
 
 def test_a_pattern_matching_nothing_names_the_parameters():
-    with pytest.raises(ValueError, match=r"'head' matches no name; names are 0.weight"):
+    with pytest.raises(ValueError, match=r"'head' matches no parameter; names are 0.weight"):
         select(_named(), ["0", "head"])
 
 

@@ -13,6 +13,7 @@ from adaptlab.meta.baselines import logistic_head_logits, nearest_neighbour_logi
 from adaptlab.meta.maml import maml_meta_loss
 from adaptlab.meta.protonet import ProtoNet, proto_logits, protonet_loss
 from adaptlab.models.conv4 import Conv4
+from adaptlab.tasks.batch import SupportQuery
 from adaptlab.tasks.episodes import Episodes
 
 from conftest import assert_close
@@ -25,7 +26,8 @@ def test_protonet_loss_and_accuracy_hand_computed():
     qx = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [3.0, 0.0]]], dtype=torch.float64)
     qy = torch.tensor([[0, 1, 0]])
     ep = Episodes(sx, sy, qx, qy, torch.tensor([[7, 9]]))
-    loss, acc = protonet_loss({}, {}, nn.Identity(), ep)
+    loss, aux = protonet_loss({}, {}, ep, model=nn.Identity())
+    acc = aux["accuracy"]
     # distances^2: q1 -> (1, 9), q2 -> (9, 1), q3 -> (9, 1); logits are their negatives
     lse = math.log(math.exp(-1.0) + math.exp(-9.0))
     assert_close(loss, torch.tensor(-((-1 - lse) * 2 + (-9 - lse)) / 3, dtype=torch.float64))
@@ -54,9 +56,29 @@ def test_protonet_gradcheck_float64():
                   torch.zeros(2, 2, dtype=torch.long))
 
     def f(*ps):
-        return protonet_loss(dict(zip(names, ps)), {}, net, ep)[0]
+        return protonet_loss(dict(zip(names, ps)), {}, ep, model=net)[0]
 
     assert torch.autograd.gradcheck(f, tuple(p.detach().requires_grad_() for p in net.parameters()))
+
+
+def test_protonet_wrapper_state_dict_round_trip_and_functional_core():
+    torch.manual_seed(0)
+    pn = ProtoNet(Conv4(hidden=4, image_size=16, track_running_stats=True).double())
+    g = torch.Generator().manual_seed(0)
+    ep = Episodes(torch.randn(2, 4, 1, 16, 16, generator=g, dtype=torch.float64), torch.tensor([[0, 0, 1, 1]] * 2),
+                  torch.randn(2, 2, 1, 16, 16, generator=g, dtype=torch.float64), torch.tensor([[0, 1]] * 2),
+                  torch.zeros(2, 2, dtype=torch.long))
+    loss, aux = pn.loss(ep)
+    pure, pure_aux = pn.functional()(pn.params(), pn.buffers(), ep)
+    assert_close(pure, loss)
+    assert_close(aux["task_losses"].mean(), loss)
+    with torch.no_grad():
+        for p in pn.parameters():
+            p.add_(0.1)
+    other = ProtoNet(Conv4(hidden=4, image_size=16, track_running_stats=True).double())
+    other.load_state_dict(pn.state_dict())
+    assert_close(other.loss(ep)[0], pn.loss(ep)[0])
+    assert not torch.allclose(other.loss(ep)[0], loss)  # the shifted weights were what got loaded
 
 
 def test_maml_conv4_meta_gradient_equals_per_task_loop():
@@ -65,8 +87,12 @@ def test_maml_conv4_meta_gradient_equals_per_task_loop():
     p = dict(net.named_parameters())
     xs, xq = torch.randn(2, 3, 1, 16, 16, dtype=torch.float64), torch.randn(2, 6, 1, 16, 16, dtype=torch.float64)
     ys, yq = torch.tensor([[0, 1, 2]] * 2), torch.tensor([[0, 1, 2, 0, 1, 2]] * 2)
-    loss, _ = maml_meta_loss(net, p, {}, xs, ys, xq, yq, F.cross_entropy, steps=2, lr=0.3)
+    batch = SupportQuery(xs, ys, xq, yq)
+    loss, _ = maml_meta_loss(p, {}, batch, model=net, loss_fn=F.cross_entropy, steps=2, lr=0.3)
     fast_grad = torch.autograd.grad(loss, list(p.values()))
+    loss_loop, _ = maml_meta_loss(p, {}, batch, model=net, loss_fn=F.cross_entropy, steps=2, lr=0.3,
+                                  vectorize=False)
+    loop_grad = torch.autograd.grad(loss_loop, list(p.values()))
     total = 0
     for t in range(2):                      # naive: autograd.grad(create_graph=True) through each task
         w = dict(p)
@@ -76,8 +102,9 @@ def test_maml_conv4_meta_gradient_equals_per_task_loop():
             w = {k: v - 0.3 * gk for (k, v), gk in zip(w.items(), gs)}
         total = total + F.cross_entropy(torch.func.functional_call(net, w, (xq[t],)), yq[t]) / 2
     slow_grad = torch.autograd.grad(total, list(p.values()))
-    for a, b in zip(fast_grad, slow_grad):
+    for a, b, c in zip(fast_grad, slow_grad, loop_grad):
         assert_close(a, b, rtol=1e-8, atol=1e-10)   # float64 through two conv/BN Hessian-vector products
+        assert_close(c, b, rtol=1e-8, atol=1e-10)
 
 
 def test_baseline_heads():

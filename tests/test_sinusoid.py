@@ -15,16 +15,16 @@ from helpers import cli
 
 
 def test_sinusoid_tasks_follow_the_paper_distribution():
-    b = SinusoidTasks().sample(2000, 5, 7, torch.Generator().manual_seed(0))
-    assert b.x_support.shape == (2000, 5, 1) and b.x_query.shape == (2000, 7, 1)
+    b = SinusoidTasks().sample(2000, torch.Generator().manual_seed(0), n_support=5, n_query=7)
+    assert b.support_x.shape == (2000, 5, 1) and b.query_x.shape == (2000, 7, 1)
     assert 0.1 <= b.amplitude.min() and b.amplitude.max() <= 5.0
     assert 0.0 <= b.phase.min() and b.phase.max() <= math.pi
-    assert -5.0 <= b.x_support.min() and b.x_query.max() <= 5.0
-    want = b.amplitude[:, None, None] * torch.sin(b.x_query - b.phase[:, None, None])
-    torch.testing.assert_close(b.y_query, want)
+    assert -5.0 <= b.support_x.min() and b.query_x.max() <= 5.0
+    want = b.amplitude[:, None, None] * torch.sin(b.query_x - b.phase[:, None, None])
+    torch.testing.assert_close(b.query_y, want)
     assert abs(b.amplitude.mean() - 2.55) < 0.1  # U[0.1, 5] has mean 2.55
-    again = SinusoidTasks().sample(2000, 5, 7, torch.Generator().manual_seed(0))
-    assert torch.equal(again.y_support, b.y_support)
+    again = SinusoidTasks(n_support=5, n_query=7).sample(2000, torch.Generator().manual_seed(0))
+    assert torch.equal(again.support_y, b.support_y)
 
 
 def test_maml_beats_the_jointly_pretrained_baseline_after_adaptation(tmp_path):

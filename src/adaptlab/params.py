@@ -42,7 +42,7 @@ def select(named: Mapping[str, V], patterns: str | Iterable[str] | None) -> dict
     """The entries of ``named`` selected by any of ``patterns`` (``None`` selects all), in their order.
 
     Raises:
-        ValueError: a pattern matches no name (the message lists the names).
+        ValueError: a pattern matches no parameter (the message lists the names).
     """
     if patterns is None:
         return dict(named)
@@ -50,7 +50,7 @@ def select(named: Mapping[str, V], patterns: str | Iterable[str] | None) -> dict
     for p in pats:
         if not any(matches(n, p) for n in named):
             shown = ", ".join(list(named)[:12]) + (", ..." if len(named) > 12 else "")
-            raise ValueError(f"parameter pattern {p!r} matches no name; names are {shown}")
+            raise ValueError(f"parameter pattern {p!r} matches no parameter; names are {shown}")
     return {n: v for n, v in named.items() if any(matches(n, p) for p in pats)}
 
 

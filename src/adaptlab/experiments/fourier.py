@@ -185,8 +185,10 @@ def train_and_evaluate(cfg: FourierConfig, out_dir: Path, resume: bool, tasks: F
     ckpt = Checkpoint(out_dir, every=cfg.checkpoint_every)
     state = ckpt.load() if resume else None
     history, train_loss, start = [], [], 0
+    opt = learner.make_optimizer()
     if state is not None:
         learner.load_state_dict(state["learner"])
+        opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
         history, train_loss, start = state["history"], state["train_loss"], state["step"]
 
@@ -199,12 +201,12 @@ def train_and_evaluate(cfg: FourierConfig, out_dir: Path, resume: bool, tasks: F
         log(0)
     steps = cfg.meta.steps
     for step in progress(range(start + 1, steps + 1), total=steps, initial=start, desc=desc):
-        train_loss.append(learner.step(tasks.sample(cfg.meta.tasks_per_step, gen), tasks.features))
+        train_loss.append(learner.step(tasks.sample(cfg.meta.tasks_per_step, gen), tasks.features, optimizer=opt))
         if step % cfg.eval.every == 0 or step == steps:
             log(step)
         if ckpt.due(step) and step < steps:
-            ckpt.save({"learner": learner.state_dict(), "gen": gen.get_state(), "history": history,
-                       "train_loss": train_loss, "step": step})
+            ckpt.save({"learner": learner.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                       "history": history, "train_loss": train_loss, "step": step})
     c = learner.c.detach()
     results = {"curves": history[-1]["curves"], "history": history, "feature_weights": c.tolist(),
                "train_loss": train_loss, "noise_var": cfg.task.noise ** 2, "support": list(cfg.task.support),

@@ -82,13 +82,13 @@ def train_one(cfg: SinusoidConfig, k: int, method: str, ckpt: Checkpoint, state:
         gen.set_state(cur["gen"])
         start, losses = cur["step"], cur["train_loss"]
     for step in progress(range(start + 1, cfg.meta_steps + 1), total=cfg.meta_steps, initial=start, desc=key):
-        b = tasks.sample(cfg.tasks_per_step, k, k, gen)
+        b = tasks.sample(cfg.tasks_per_step, gen, n_support=k, n_query=k)
         opt.zero_grad(set_to_none=True)
         if method == "pretrained":  # the regression loss of all sampled points, no adaptation
-            x, y = torch.cat([b.x_support, b.x_query], 1), torch.cat([b.y_support, b.y_query], 1)
+            x, y = torch.cat([b.support_x, b.query_x], 1), torch.cat([b.support_y, b.query_y], 1)
             loss = F.mse_loss(model(x.reshape(-1, 1)), y.reshape(-1, 1))
         else:
-            loss = maml.meta_loss(b.x_support, b.y_support, b.x_query, b.y_query)
+            loss = maml.loss(b)[0]
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
@@ -105,18 +105,18 @@ def train_one(cfg: SinusoidConfig, k: int, method: str, ckpt: Checkpoint, state:
 def evaluate(cfg: SinusoidConfig, k: int, model: MLP) -> dict:
     """MSE after 0..eval_steps steps on the held-out tasks (mean, 95% CI) and adapted fits for plotting."""
     gen = torch.Generator().manual_seed(cfg.seed + 1 + k)  # the same held-out tasks for every method
-    b = SinusoidTasks(device=cfg.device).sample(cfg.eval_tasks, k, cfg.eval_points, gen)
+    b = SinusoidTasks(device=cfg.device).sample(cfg.eval_tasks, gen, n_support=k, n_query=cfg.eval_points)
     params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
-    out = adapt_tasks(model, params, buffers, b.x_support, b.y_support, F.mse_loss, cfg.eval_steps,
-                      cfg.inner_lr, x_eval=b.x_query, y_eval=b.y_query)
+    out = adapt_tasks(params, buffers, b.support_x, b.support_y, model=model, loss_fn=F.mse_loss,
+                      steps=cfg.eval_steps, lr=cfg.inner_lr, x_eval=b.query_x, y_eval=b.query_y)
     stats = [mean_ci95(out["loss"][:, s]) for s in range(cfg.eval_steps + 1)]
     p = cfg.plot_tasks
     grid = torch.linspace(-5, 5, 200, device=cfg.device).view(1, -1, 1).expand(p, -1, -1)
-    fits = adapt_tasks(model, params, buffers, b.x_support[:p], b.y_support[:p], F.mse_loss, cfg.eval_steps,
-                       cfg.inner_lr, x_eval=grid)["pred"]  # (p, steps + 1, 200, 1)
+    fits = adapt_tasks(params, buffers, b.support_x[:p], b.support_y[:p], model=model, loss_fn=F.mse_loss,
+                       steps=cfg.eval_steps, lr=cfg.inner_lr, x_eval=grid)["pred"]  # (p, steps + 1, 200, 1)
     truth = b.amplitude[:p, None] * torch.sin(grid[..., 0] - b.phase[:p, None])  # (p, 200)
     return {"mse": [s[0] for s in stats], "ci95": [s[1] for s in stats], "fits": fits[..., 0].tolist(),
-            "support": (b.x_support[:p, :, 0].tolist(), b.y_support[:p, :, 0].tolist()),
+            "support": (b.support_x[:p, :, 0].tolist(), b.support_y[:p, :, 0].tolist()),
             "truth": truth.tolist(), "grid": grid[0, :, 0].tolist()}
 
 

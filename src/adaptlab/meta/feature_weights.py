@@ -8,6 +8,11 @@ adapts by an inner solver (default: the closed-form min-norm solution)::
 and is scored on fresh query points with the loss of f(x) = phi(x) @ alpha. The meta-gradient
 d(meta loss)/dc flows through the solver; all tasks of a meta-step are solved in one batched call.
 
+The core has the shape of every method in :mod:`adaptlab.meta`: ``feature_weight_meta_loss(params, buffers,
+batch, *, ...) -> (loss, aux)`` with ``params = {"c": c}`` and no buffers. The :class:`FeatureWeights` wrapper
+holds c but no optimizer: :meth:`FeatureWeights.fit` creates one for its own run (a convenience), a training
+loop passes its own to :meth:`FeatureWeights.step`.
+
 Example::
 
     >>> import torch
@@ -17,6 +22,8 @@ Example::
     >>> losses = learner.fit(tasks, steps=3, tasks_per_step=4, generator=torch.Generator().manual_seed(0))
     >>> len(losses), learner.c.shape
     (3, torch.Size([21]))
+    >>> opt = torch.optim.Adam(learner.parameters(), lr=1e-2)         # or a loop that owns its optimizer
+    >>> loss = learner.step(tasks.sample(4, torch.Generator().manual_seed(1)), optimizer=opt)
 
 References:
     Finn, Abbeel & Levine, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks, ICML 2017.
@@ -25,16 +32,17 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from adaptlab.inner.lstsq import weighted_min_norm
-from adaptlab.tasks.fourier import TaskBatch
+from adaptlab.tasks.batch import SupportQuery
 
-# inner(phi_support (T, n, d), c (d,), y_support (T, n)) -> alpha (T, d), differentiable in c.
+# inner(support_phi (T, n, d), c (d,), support_y (T, n)) -> alpha (T, d), differentiable in c.
 InnerFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 # point_loss(pred (T, m), target (T, m)) -> (T, m)
 PointLoss = Callable[[Tensor, Tensor], Tensor]
@@ -55,28 +63,46 @@ def squared_error(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target) ** 2
 
 
-def feature_weight_meta_loss(c: Tensor, batch: TaskBatch, features: Callable[[Tensor], Tensor],
-                             inner: InnerFn = closed_form_inner, point_loss: PointLoss = squared_error,
-                             reduction: Literal["mean", "sum"] = "mean") -> Tensor:
+def feature_weight_meta_loss(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], batch: SupportQuery, *,
+                             features: Callable[[Tensor], Tensor] | None = None, inner: InnerFn = closed_form_inner,
+                             point_loss: PointLoss = squared_error,
+                             reduction: Literal["mean", "sum"] = "mean") -> tuple[Tensor, dict[str, Tensor]]:
     """Query loss of the adapted models, vectorised over the T tasks of ``batch``.
 
-    ``reduction="mean"`` averages the per-point losses over tasks and query points; ``"sum"`` adds them up
-    (the original study's choice: its step size 1e-2 is meant for the summed loss).
+    Args:
+        params: ``{"c": (d,)}``, the feature weights. buffers: unused (``{}``); there for the common shape.
+        batch: support inputs/labels ``(T, n)`` and query inputs/labels ``(T, m)``; the features of the inputs
+            are taken from ``batch.support_phi`` / ``batch.query_phi`` when the batch carries them
+            (:class:`~adaptlab.tasks.fourier.FourierBatch` does) and computed with ``features`` otherwise.
+        features: ``x (T, n) -> phi (T, n, d)``, e.g. ``FourierTasks.features``.
+        inner, point_loss: the per-task solver and the loss per query point.
+        reduction: ``"mean"`` averages the per-point losses over tasks and query points; ``"sum"`` adds them
+            up (the original study's choice: its step size 1e-2 is meant for the summed loss).
+
+    Returns:
+        ``(loss, aux)`` with ``aux = {"point_losses": (T, m), "alpha": (T, d)}``.
     """
-    phi_s = features(batch.x_support) if batch.phi_support is None else batch.phi_support  # (T, n, d)
-    phi_q = features(batch.x_query) if batch.phi_query is None else batch.phi_query  # (T, m, d)
-    alpha = inner(phi_s, c, batch.y_support)  # (T, d)
+    c = params["c"]
+    phi_s = _features(batch, "support", features)  # (T, n, d)
+    phi_q = _features(batch, "query", features)  # (T, m, d)
+    alpha = inner(phi_s, c, batch.support_y)  # (T, d)
     pred = (phi_q @ alpha.unsqueeze(-1)).squeeze(-1)  # (T, m); faster than einsum on CPU
-    losses = point_loss(pred, batch.y_query)  # (T, m)
-    return losses.mean() if reduction == "mean" else losses.sum()
+    losses = point_loss(pred, batch.query_y)  # (T, m)
+    loss = losses.mean() if reduction == "mean" else losses.sum()
+    return loss, {"point_losses": losses, "alpha": alpha}
 
 
-def make_optimizer(params: list[Tensor], name: str, lr: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"optimizer={name!r} is invalid; expected 'sgd' or 'adam'")
+def _features(batch: SupportQuery, part: str, features: Callable[[Tensor], Tensor] | None) -> Tensor:
+    phi = getattr(batch, f"{part}_phi", None)
+    if phi is not None:
+        return phi
+    if features is None:
+        raise ValueError(f"features=None is invalid for a batch without {part}_phi; expected a function "
+                         "x (T, n) -> phi (T, n, d), e.g. FourierTasks.features")
+    return features(getattr(batch, f"{part}_x"))
+
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
 class FeatureWeights:
@@ -87,32 +113,66 @@ class FeatureWeights:
         inner: the per-task solver (closed-form min-norm by default; any differentiable InnerFn).
         point_loss: loss per query point (squared error by default).
         reduction: how query losses combine into the meta loss ("mean" or "sum").
-        optimizer, lr: outer optimizer ("sgd" or "adam") and its step size.
+        optimizer, lr: the outer optimizer ("sgd" or "adam") and step size that :meth:`make_optimizer` (and so
+            :meth:`fit`) creates; the learner itself holds no optimizer.
     """
 
     def __init__(self, dim: int, init: float = 1.0, inner: InnerFn = closed_form_inner,
                  point_loss: PointLoss = squared_error, reduction: Literal["mean", "sum"] = "mean",
                  optimizer: Literal["sgd", "adam"] = "sgd", lr: float = 1e-2,
                  dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is invalid; expected 'sgd' or 'adam'")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction={reduction!r} is invalid; expected 'mean' or 'sum'")
         self.c = torch.full((dim,), float(init), dtype=dtype, device=device, requires_grad=True)
         self.inner, self.point_loss, self.reduction = inner, point_loss, reduction
-        self.opt = make_optimizer([self.c], optimizer, lr)
+        self.optimizer, self.lr = optimizer, lr
 
-    def meta_loss(self, batch: TaskBatch, features: Callable[[Tensor], Tensor]) -> Tensor:
-        return feature_weight_meta_loss(self.c, batch, features, self.inner, self.point_loss, self.reduction)
+    def params(self) -> dict[str, Tensor]:
+        return {"c": self.c}
 
-    def step(self, batch: TaskBatch, features: Callable[[Tensor], Tensor]) -> float:
-        """One outer step on ``batch``; returns the meta loss before the step."""
-        self.opt.zero_grad(set_to_none=True)
+    def buffers(self) -> dict[str, Tensor]:
+        return {}
+
+    def parameters(self) -> list[Tensor]:
+        """Everything the outer optimizer updates: ``[c]``."""
+        return [self.c]
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh outer optimizer over :meth:`parameters` with this learner's ``optimizer`` and ``lr``."""
+        return OPTIMIZERS[self.optimizer](self.parameters(), lr=self.lr)
+
+    def functional(self, features: Callable[[Tensor], Tensor] | None = None):
+        """The pure core ``loss(params, buffers, batch) -> (loss, aux)`` with the settings bound."""
+        return functools.partial(feature_weight_meta_loss, features=features, inner=self.inner,
+                                 point_loss=self.point_loss, reduction=self.reduction)
+
+    def loss(self, batch: SupportQuery, features: Callable[[Tensor], Tensor] | None = None
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.functional(features)(self.params(), self.buffers(), batch)
+
+    def meta_loss(self, batch: SupportQuery, features: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        return self.loss(batch, features)[0]
+
+    def step(self, batch: SupportQuery, features: Callable[[Tensor], Tensor] | None = None, *,
+             optimizer: torch.optim.Optimizer) -> float:
+        """One outer step of ``optimizer`` on ``batch``; returns the meta loss before the step."""
+        optimizer.zero_grad(set_to_none=True)
         loss = self.meta_loss(batch, features)
         loss.backward()
-        self.opt.step()
+        optimizer.step()
         return float(loss.detach())
 
-    def fit(self, tasks, steps: int, tasks_per_step: int = 5,
-            generator: torch.Generator | None = None) -> list[float]:
-        """Run ``steps`` outer steps on fresh task batches from ``tasks``; returns the meta losses."""
-        return [self.step(tasks.sample(tasks_per_step, generator), tasks.features) for _ in range(steps)]
+    def fit(self, tasks, steps: int, tasks_per_step: int = 5, generator: torch.Generator | None = None,
+            optimizer: torch.optim.Optimizer | None = None) -> list[float]:
+        """Run ``steps`` outer steps on fresh task batches from ``tasks``; returns the meta losses.
+
+        ``optimizer`` defaults to :meth:`make_optimizer`, created for this call (its state ends with it).
+        """
+        opt = self.make_optimizer() if optimizer is None else optimizer
+        return [self.step(tasks.sample(tasks_per_step, generator), tasks.features, optimizer=opt)
+                for _ in range(steps)]
 
     def adapt(self, phi: Tensor, y: Tensor) -> Tensor:
         """Effective coefficients for tasks sharing training features ``phi`` (n, d), labels y (T, n)."""
@@ -120,9 +180,8 @@ class FeatureWeights:
             return weighted_min_norm(phi, self.c.detach(), y.mT)[1].mT  # (T, d)
 
     def state_dict(self) -> dict:
-        return {"c": self.c.detach().clone(), "opt": self.opt.state_dict()}
+        return {"c": self.c.detach().clone()}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
             self.c.copy_(state["c"])
-        self.opt.load_state_dict(state["opt"])

@@ -32,6 +32,17 @@ running statistics; :func:`maml_meta_loss` returns their task mean, which :class
 module. (Nesting ``torch.func.grad`` inside ``vmap`` instead gives wrong second derivatives through the
 batch-norm kernel in torch 2.13; the formulation here passes ``gradcheck``, see tests/test_maml.py.)
 
+The model enters only through ``forward(params, buffers, inputs)``; the default is
+``functional_call(model, (params, buffers), (inputs,))``, and ``inputs`` may also be a dict of keyword tensors
+(``{"input_ids": ..., "attention_mask": ...}``), passed to the model as keywords. Models that do not ``vmap``
+(a HuggingFace causal LM, anything with data-dependent control flow) take the per-task path,
+``vectorize=False``: a Python loop over the tasks with one ``torch.autograd.grad`` per task and step. Both paths
+give the same meta-gradient (tests/test_maml.py).
+
+Every loss here has the shape of every method in :mod:`adaptlab.meta`: ``loss(params, buffers, batch) ->
+(loss, aux)`` with the model and the settings keyword-only, ``batch`` a
+:class:`~adaptlab.tasks.batch.SupportQuery`; :meth:`MAML.functional` returns it with those bound.
+
 References:
     Finn, Abbeel, Levine. Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks. ICML 2017.
     Li, Zhou, Chen, Li. Meta-SGD: Learning to Learn Quickly for Few-Shot Learning. 2017.
@@ -40,28 +51,32 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from adaptlab.tasks.batch import Inputs, SupportQuery, map_inputs
+
 Params = dict[str, Tensor]
-LossFn = Callable[[Tensor, Tensor], Tensor]
+LossFn = Callable[[Any, Tensor], Tensor]
 LR = float | Mapping[str, Tensor]
+# forward(params, buffers, inputs) -> prediction, for one task's inputs (a tensor or a dict of keyword tensors)
+Forward = Callable[[Params, Params, Inputs], Any]
+MetaLoss = Callable[[Mapping[str, Tensor], Mapping[str, Tensor], SupportQuery], tuple[Tensor, dict]]
 
 # ------------------------------------------------------------------------------------------- helpers
 
 
 def split_params(params: Mapping[str, Tensor], adapt: Iterable[str] | None) -> tuple[Params, Params]:
-    """Split ``params`` into (adapted, frozen) by name prefix; ``adapt=None`` adapts everything."""
-    if adapt is None:
-        return dict(params), {}
-    prefixes = tuple(adapt)
-    fast = {k: v for k, v in params.items() if k.startswith(prefixes)}
-    if not fast:
-        raise ValueError(f"adapt={list(prefixes)!r} matches no parameter; names are {list(params)}")
-    return fast, {k: v for k, v in params.items() if k not in fast}
+    """Split ``params`` into (adapted, frozen) by name prefix or glob (:mod:`adaptlab.params`); ``adapt=None``
+    adapts everything. A pattern that matches no parameter is an error naming the parameters."""
+    from adaptlab.params import split
+
+    return split(params, None if adapt is None else tuple(adapt))
 
 
 def per_task_buffers(buffers: Mapping[str, Tensor], tasks: int) -> Params:
@@ -74,29 +89,64 @@ def mean_buffers(buffers_t: Mapping[str, Tensor]) -> Params:
     return {k: v.mean(0) if v.is_floating_point() else v[0] for k, v in buffers_t.items()}
 
 
+def module_forward(model: nn.Module) -> Forward:
+    """The default ``forward``: ``functional_call(model, (params, buffers), (x,))``; a dict goes in as keywords."""
+    def forward(params: Params, buffers: Params, inputs: Inputs):
+        if isinstance(inputs, Mapping):
+            return functional_call(model, (dict(params), dict(buffers)), (), dict(inputs))
+        return functional_call(model, (dict(params), dict(buffers)), (inputs,))
+    return forward
+
+
+def _resolve_forward(model: nn.Module | None, forward: Forward | None) -> Forward:
+    if forward is not None:
+        return forward
+    if model is None:
+        raise ValueError("model=None and forward=None is invalid; expected an nn.Module (its forward is used) "
+                         "or forward(params, buffers, inputs)")
+    return module_forward(model)
+
+
 def _step_size(lr: LR, name: str) -> Tensor | float:
     return lr[name] if isinstance(lr, Mapping) else lr
 
 
-def _forward(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
-             x: Tensor) -> Tensor:
-    return functional_call(model, (dict(params), dict(buffers)), (x,))
+def _expand(params: Params, tasks: int) -> Params:
+    return {k: v.unsqueeze(0).expand(tasks, *v.shape) for k, v in params.items()}
+
+
+def _task(x: Inputs, t: int) -> Inputs:
+    return map_inputs(x, lambda v: v[t])
 
 
 # ------------------------------------------------------------------------------------------ functional core
 
 
-def _task_loss(model: nn.Module, loss_fn: LossFn):
-    """loss(fast, frozen, buffers, x, y) of one task; vmapped over tasks by the callers."""
-    def loss(fast: Params, frozen: Params, bufs: Params, x: Tensor, y: Tensor) -> Tensor:
-        return loss_fn(_forward(model, {**frozen, **fast}, bufs, x), y)
+def _task_loss(forward: Forward, loss_fn: LossFn):
+    """loss(fast, frozen, buffers, x, y) of one task; vmapped over tasks by the vectorized callers."""
+    def loss(fast: Params, frozen: Params, bufs: Params, x: Inputs, y: Tensor) -> Tensor:
+        return loss_fn(forward({**frozen, **fast}, bufs, x), y)
     return loss
 
 
-def inner_loop(model: nn.Module, fast_t: Params, frozen: Params, buffers_t: Params, x_s: Tensor, y_s: Tensor,
+def _sgd_steps(fast: Params, loss_at: Callable[[Params], Tensor], steps: int, lr: LR, first_order: bool) -> Params:
+    """The inner update rule, shared by both paths: ``steps`` times phi <- phi - lr * d loss_at(phi) / d phi."""
+    if steps < 0:
+        raise ValueError(f"steps={steps} is invalid; expected an integer >= 0")
+    with torch.enable_grad():  # adaptation needs gradients even when the caller evaluates under no_grad
+        for _ in range(steps):
+            # first order: the inner gradients are constants, taken at detached points (no graph kept)
+            point = {k: v.detach().requires_grad_() if first_order or not v.requires_grad else v
+                     for k, v in fast.items()}
+            grads = torch.autograd.grad(loss_at(point), list(point.values()), create_graph=not first_order)
+            fast = {k: v - _step_size(lr, k) * g for (k, v), g in zip(fast.items(), grads)}
+    return fast
+
+
+def inner_loop(fast_t: Params, frozen: Params, buffers_t: Params, x_s: Inputs, y_s: Tensor, *, forward: Forward,
                loss_fn: LossFn, steps: int, lr: LR, first_order: bool = False,
                chunk_size: int | None = None) -> Params:
-    """K inner steps for T tasks at once: the one implementation every entry point below uses.
+    """K inner steps for T tasks at once (the vectorized path).
 
     The forward pass of all tasks is one ``vmap`` over the task dim; the tasks are independent, so the
     gradient of the *sum* of their support losses w.r.t. the per-task parameters ``(T, ...)`` is every
@@ -108,48 +158,45 @@ def inner_loop(model: nn.Module, fast_t: Params, frozen: Params, buffers_t: Para
         fast_t: the parameters to adapt, per task: ``(T, *shape)`` (e.g. ``v.expand(T, *v.shape)``).
         frozen: parameters shared by all tasks and not adapted (ANIL's body); may be empty.
         buffers_t: per-task buffers ``(T, *shape)`` (:func:`per_task_buffers`).
-        x_s, y_s: support sets ``(T, n, ...)``.
+        x_s, y_s: support sets ``(T, n, ...)`` (``x_s`` may be a dict of such tensors).
         Others as in :func:`inner_adapt`.
 
     Returns:
         The adapted per-task parameters ``(T, *shape)``.
     """
-    if steps < 0:
-        raise ValueError(f"steps={steps} is invalid; expected an integer >= 0")
-    batched = vmap(_task_loss(model, loss_fn), in_dims=(0, None, 0, 0, 0), randomness="different",
+    batched = vmap(_task_loss(forward, loss_fn), in_dims=(0, None, 0, 0, 0), randomness="different",
                    chunk_size=chunk_size)
     held = {k: v.detach() for k, v in frozen.items()} if first_order else frozen
-    with torch.enable_grad():  # adaptation needs gradients even when the caller evaluates under no_grad
-        for _ in range(steps):
-            # first order: the inner gradients are constants, taken at detached points (no graph kept)
-            point = {k: v.detach().requires_grad_() if first_order or not v.requires_grad else v
-                     for k, v in fast_t.items()}
-            losses = batched(point, held, buffers_t, x_s, y_s)  # (T,)
-            grads = torch.autograd.grad(losses.sum(), list(point.values()), create_graph=not first_order)
-            fast_t = {k: v - _step_size(lr, k) * g for (k, v), g in zip(fast_t.items(), grads)}
-    return fast_t
+    return _sgd_steps(fast_t, lambda p: batched(p, held, buffers_t, x_s, y_s).sum(), steps, lr,  # (T,) summed
+                      first_order)
 
 
-def _expand(params: Params, tasks: int) -> Params:
-    return {k: v.unsqueeze(0).expand(tasks, *v.shape) for k, v in params.items()}
+def _adapt_one(fast: Params, frozen: Params, bufs: Params, x: Inputs, y: Tensor, forward: Forward,
+               loss_fn: LossFn, steps: int, lr: LR, first_order: bool) -> Params:
+    """K inner steps of one task (the per-task path); ``bufs`` (running statistics) are updated in place."""
+    held = {k: v.detach() for k, v in frozen.items()} if first_order else frozen
+    loss = _task_loss(forward, loss_fn)
+    return _sgd_steps(fast, lambda p: loss(p, held, bufs, x, y), steps, lr, first_order)
 
 
-def inner_adapt(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x: Tensor,
-                y: Tensor, loss_fn: LossFn, steps: int, lr: LR, first_order: bool = False,
-                adapt: Iterable[str] | None = None) -> Params:
+def inner_adapt(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x: Inputs, y: Tensor, *,
+                loss_fn: LossFn, steps: int, lr: LR, model: nn.Module | None = None, forward: Forward | None = None,
+                first_order: bool = False, adapt: Iterable[str] | None = None) -> Params:
     """Adapt ``params`` to one task with ``steps`` gradient steps on its support loss.
 
     :math:`\\phi_{k+1} = \\phi_k - \\alpha \\odot \\nabla_\\phi\\, \\mathrm{loss\\_fn}(f_{\\phi_k}(x), y)`.
 
     Args:
-        model: any module; only its forward is used, via ``functional_call(model, (params, buffers), x)``.
         params: the meta-parameters :math:`\\theta` by name (``dict(model.named_parameters())``).
         buffers: the module's buffers (``dict(model.named_buffers())``); batch-norm running statistics are
             updated in place.
-        x, y: one task's support inputs ``(n, ...)`` and targets.
+        x, y: one task's support inputs ``(n, ...)`` (or a dict of keyword tensors) and targets.
         loss_fn: ``loss_fn(prediction, y) -> scalar``, e.g. ``F.mse_loss`` or ``F.cross_entropy``.
         steps: K >= 0; ``steps=0`` returns the parameters unchanged.
         lr: inner step size, a float or a dict ``name -> tensor`` broadcastable to the parameter (Meta-SGD).
+        model: any module; with the default ``forward`` only its forward code is used, via
+            ``functional_call(model, (params, buffers), (x,))`` (a dict ``x`` is passed as keywords).
+        forward: ``forward(params, buffers, inputs) -> prediction`` instead of the model's own forward.
         first_order: treat the inner gradients as constants (FOMAML); no graph through the inner loop.
         adapt: name prefixes of the parameters to adapt (ANIL: the head); ``None`` adapts all.
 
@@ -162,32 +209,34 @@ def inner_adapt(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping
         >>> net = torch.nn.Linear(2, 1)
         >>> p = dict(net.named_parameters())
         >>> x, y = torch.randn(8, 2), torch.randn(8, 1)
-        >>> fast = inner_adapt(net, p, {}, x, y, torch.nn.functional.mse_loss, steps=3, lr=0.1)
+        >>> fast = inner_adapt(p, {}, x, y, model=net, loss_fn=torch.nn.functional.mse_loss, steps=3, lr=0.1)
         >>> sorted(fast)
         ['bias', 'weight']
     """
     fast, frozen = split_params(params, adapt)
-    buffers_1 = {k: v.unsqueeze(0) for k, v in buffers.items()}  # views: running stats update in place
-    fast_1 = inner_loop(model, _expand(fast, 1), frozen, buffers_1, x.unsqueeze(0), y.unsqueeze(0), loss_fn,
-                        steps, lr, first_order)
-    return {**frozen, **{k: v[0] for k, v in fast_1.items()}}
+    fast = _adapt_one(fast, frozen, dict(buffers), x, y, _resolve_forward(model, forward), loss_fn, steps, lr,
+                      first_order)
+    return {**frozen, **fast}
 
 
-def maml_meta_loss(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
-                   x_s: Tensor, y_s: Tensor, x_q: Tensor, y_q: Tensor, loss_fn: LossFn, steps: int, lr: LR,
-                   first_order: bool = False, adapt: Iterable[str] | None = None,
-                   chunk_size: int | None = None) -> tuple[Tensor, dict[str, Tensor | Params]]:
-    """MAML meta-loss of a batch of T tasks, all inner loops at once (see :func:`inner_loop`).
+def maml_meta_loss(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], batch: SupportQuery, *,
+                   loss_fn: LossFn, steps: int, lr: LR, model: nn.Module | None = None,
+                   forward: Forward | None = None, first_order: bool = False, adapt: Iterable[str] | None = None,
+                   vectorize: bool = True, chunk_size: int | None = None) -> tuple[Tensor, dict[str, Any]]:
+    """MAML meta-loss of a batch of T tasks.
 
     :math:`\\mathcal{L}(\\theta) = \\frac1T \\sum_t \\mathrm{loss\\_fn}(f_{\\phi^{(t)}_K}(x^q_t), y^q_t)` with
     :math:`\\phi^{(t)}_K` as in :func:`inner_adapt`. Call ``.backward()`` (or ``torch.autograd.grad``) on it
     for the second-order or, with ``first_order=True``, the first-order meta-gradient.
 
     Args:
-        model, params, buffers, loss_fn, steps, lr, first_order, adapt: as in :func:`inner_adapt`.
-        x_s, y_s: support sets stacked over tasks, ``(T, n_s, ...)``.
-        x_q, y_q: query sets, ``(T, n_q, ...)``.
-        chunk_size: passed to ``vmap`` to bound memory on very large task batches.
+        params, buffers: the meta-parameters and the module's buffers, by name.
+        batch: a :class:`~adaptlab.tasks.batch.SupportQuery`: ``support_x, support_y`` ``(T, n_s, ...)`` and
+            ``query_x, query_y`` ``(T, n_q, ...)``; inputs may be dicts of keyword tensors.
+        loss_fn, steps, lr, model, forward, first_order, adapt: as in :func:`inner_adapt`.
+        vectorize: ``True``: all T inner loops at once (:func:`inner_loop`, one ``vmap`` over tasks);
+            ``False``: a Python loop over the tasks, for models that do not ``vmap``. Same meta-gradient.
+        chunk_size: passed to ``vmap`` to bound memory on very large task batches (vectorized path only).
 
     Returns:
         ``(loss, aux)``: the scalar mean query loss and ``aux = {"task_losses": (T,), "buffers": dict}``
@@ -195,58 +244,103 @@ def maml_meta_loss(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapp
 
     Example::
 
+        >>> from adaptlab.tasks.batch import SupportQuery
         >>> net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
         >>> p, xs, xq = dict(net.named_parameters()), torch.randn(4, 5, 1), torch.randn(4, 7, 1)
-        >>> loss, aux = maml_meta_loss(net, p, {}, xs, xs.sin(), xq, xq.sin(),
-        ...                            torch.nn.functional.mse_loss, steps=2, lr=0.01)
+        >>> batch = SupportQuery(xs, xs.sin(), xq, xq.sin())
+        >>> loss, aux = maml_meta_loss(p, {}, batch, model=net, loss_fn=torch.nn.functional.mse_loss, steps=2,
+        ...                            lr=0.01)
         >>> loss.backward(); aux["task_losses"].shape
         torch.Size([4])
     """
-    T = x_s.shape[0]
+    forward = _resolve_forward(model, forward)
+    T = batch.support_y.shape[0]
     fast, frozen = split_params(params, adapt)
-    buffers_t = per_task_buffers(buffers, T)
-    fast_t = inner_loop(model, _expand(fast, T), frozen, buffers_t, x_s, y_s, loss_fn, steps, lr, first_order,
-                        chunk_size)
-    losses = vmap(_task_loss(model, loss_fn), in_dims=(0, None, 0, 0, 0), randomness="different",
-                  chunk_size=chunk_size)(fast_t, frozen, buffers_t, x_q, y_q)  # (T,)
-    return losses.mean(), {"task_losses": losses, "buffers": mean_buffers(buffers_t)}
+    task_loss = _task_loss(forward, loss_fn)
+    if vectorize:
+        buffers_t = per_task_buffers(buffers, T)
+        fast_t = inner_loop(_expand(fast, T), frozen, buffers_t, batch.support_x, batch.support_y,
+                            forward=forward, loss_fn=loss_fn, steps=steps, lr=lr, first_order=first_order,
+                            chunk_size=chunk_size)
+        losses = vmap(task_loss, in_dims=(0, None, 0, 0, 0), randomness="different",
+                      chunk_size=chunk_size)(fast_t, frozen, buffers_t, batch.query_x, batch.query_y)  # (T,)
+        return losses.mean(), {"task_losses": losses, "buffers": mean_buffers(buffers_t)}
+    per_task, task_buffers = [], []
+    for t in range(T):
+        bufs = {k: v.clone() for k, v in buffers.items()}  # the task's private running statistics
+        fast_t = _adapt_one(fast, frozen, bufs, _task(batch.support_x, t), batch.support_y[t], forward, loss_fn,
+                            steps, lr, first_order)
+        per_task.append(task_loss(fast_t, frozen, bufs, _task(batch.query_x, t), batch.query_y[t]))
+        task_buffers.append(bufs)
+    losses = torch.stack(per_task)  # (T,)
+    stacked = {k: torch.stack([b[k] for b in task_buffers]) for k in buffers}
+    return losses.mean(), {"task_losses": losses, "buffers": mean_buffers(stacked)}
 
 
-def adapt_tasks(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x_s: Tensor,
-                y_s: Tensor, loss_fn: LossFn, steps: int, lr: LR, adapt: Iterable[str] | None = None,
-                x_eval: Tensor | None = None, y_eval: Tensor | None = None,
-                metric: LossFn | None = None) -> dict[str, Tensor]:
+def adapt_tasks(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], support_x: Inputs,
+                support_y: Tensor, *, loss_fn: LossFn, steps: int, lr: LR, model: nn.Module | None = None,
+                forward: Forward | None = None, adapt: Iterable[str] | None = None, x_eval: Inputs | None = None,
+                y_eval: Tensor | None = None, metric: LossFn | None = None,
+                vectorize: bool = True) -> dict[str, Tensor]:
     """Test-time adaptation of T tasks (no meta-graph): predictions and losses after every inner step.
 
     Args:
-        model, params, buffers, loss_fn, steps, lr, adapt: as in :func:`inner_adapt`.
-        x_s, y_s: support sets ``(T, n_s, ...)``.
+        params, buffers, loss_fn, steps, lr, model, forward, adapt: as in :func:`inner_adapt`.
+        support_x, support_y: support sets ``(T, n_s, ...)``.
         x_eval: points to evaluate the adapted models on, ``(T, n_e, ...)``; default the support inputs.
         y_eval: targets there; when given, ``metric`` (default ``loss_fn``) is recorded after each step.
+        vectorize: as in :func:`maml_meta_loss`.
 
     Returns:
-        ``{"pred": (T, steps + 1, n_e, ...)}`` predictions after 0..K steps, plus ``"loss": (T, steps + 1)``
-        when ``y_eval`` is given.
+        A dict ``{"pred": (T, steps + 1, n_e, ...)}`` of the predictions after 0..K steps, plus
+        ``"loss": (T, steps + 1)`` when ``y_eval`` is given.
+
+    Example::
+
+        >>> net = torch.nn.Linear(1, 1)
+        >>> xs, xe = torch.randn(3, 5, 1), torch.randn(3, 4, 1)
+        >>> out = adapt_tasks(dict(net.named_parameters()), {}, xs, 2 * xs, model=net, steps=10, lr=0.1,
+        ...                   loss_fn=torch.nn.functional.mse_loss, x_eval=xe, y_eval=2 * xe)
+        >>> out["pred"].shape, out["loss"].shape
+        (torch.Size([3, 11, 4, 1]), torch.Size([3, 11]))
     """
-    T = x_s.shape[0]
+    forward = _resolve_forward(model, forward)
+    T = support_y.shape[0]
     fast, frozen = split_params({k: v.detach() for k, v in params.items()}, adapt)
-    x_eval = x_s if x_eval is None else x_eval
+    x_eval = support_x if x_eval is None else x_eval
     metric = loss_fn if metric is None else metric
     lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, Mapping) else lr
-    buffers_t = per_task_buffers(buffers, T)
-    predict = vmap(lambda fp, fr, b, x: _forward(model, {**fr, **fp}, b, x), in_dims=(0, None, 0, 0),
-                   randomness="different")
-    fast_t = _expand(fast, T)
-    preds = [predict(fast_t, frozen, buffers_t, x_eval)]
-    for _ in range(steps):
-        fast_t = inner_loop(model, fast_t, frozen, buffers_t, x_s, y_s, loss_fn, 1, lr, True)
-        preds.append(predict(fast_t, frozen, buffers_t, x_eval))
-    pred = torch.stack(preds, 1).detach()  # (T, K + 1, n_e, ...)
+    if vectorize:
+        buffers_t = per_task_buffers(buffers, T)
+        predict = vmap(lambda fp, fr, b, x: forward({**fr, **fp}, b, x), in_dims=(0, None, 0, 0),
+                       randomness="different")
+        fast_t = _expand(fast, T)
+        preds = [predict(fast_t, frozen, buffers_t, x_eval)]
+        for _ in range(steps):
+            fast_t = inner_loop(fast_t, frozen, buffers_t, support_x, support_y, forward=forward, loss_fn=loss_fn,
+                                steps=1, lr=lr, first_order=True)
+            preds.append(predict(fast_t, frozen, buffers_t, x_eval))
+        pred = torch.stack(preds, 1).detach()  # (T, K + 1, n_e, ...)
+    else:
+        rows = []
+        for t in range(T):
+            bufs, fast_t, x_t = {k: v.clone() for k, v in buffers.items()}, fast, _task(x_eval, t)
+            preds = [forward({**frozen, **fast_t}, bufs, x_t)]
+            for _ in range(steps):
+                fast_t = _adapt_one(fast_t, frozen, bufs, _task(support_x, t), support_y[t], forward, loss_fn, 1,
+                                    lr, True)
+                preds.append(forward({**frozen, **fast_t}, bufs, x_t))
+            rows.append(torch.stack(preds).detach())  # (K + 1, n_e, ...)
+        pred = torch.stack(rows)  # (T, K + 1, n_e, ...)
     out = {"pred": pred}
     if y_eval is not None:
-        K1 = pred.shape[1]  # flatten (T, K + 1): nested vmap of F.mse_loss with in_dims=None fails
-        target = y_eval.unsqueeze(1).expand(T, K1, *y_eval.shape[1:]).reshape(T * K1, *y_eval.shape[1:])
-        out["loss"] = vmap(metric)(pred.reshape(T * K1, *pred.shape[2:]), target).reshape(T, K1)
+        K1 = pred.shape[1]
+        if vectorize:  # flatten (T, K + 1): nested vmap of F.mse_loss with in_dims=None fails
+            target = y_eval.unsqueeze(1).expand(T, K1, *y_eval.shape[1:]).reshape(T * K1, *y_eval.shape[1:])
+            out["loss"] = vmap(metric)(pred.reshape(T * K1, *pred.shape[2:]), target).reshape(T, K1)
+        else:
+            out["loss"] = torch.stack([torch.stack([metric(pred[t, k], y_eval[t]) for k in range(K1)])
+                                       for t in range(T)])  # (T, K + 1)
     return out
 
 
@@ -256,6 +350,8 @@ def adapt_tasks(model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping
 class MAML:
     """A thin stateful wrapper: the module's own parameters are the meta-parameters.
 
+    It never owns the outer optimizer: pass :meth:`parameters` to one.
+
     Args:
         model: any ``nn.Module``; its ``named_parameters()`` receive the meta-gradient.
         loss_fn: ``loss_fn(prediction, target) -> scalar``.
@@ -264,19 +360,26 @@ class MAML:
         first_order: FOMAML meta-gradient.
         learn_lr: Meta-SGD: learn one step size per parameter entry, initialized to ``inner_lr``.
         adapt: name prefixes to adapt in the inner loop (ANIL: e.g. ``["head."]``); ``None`` adapts all.
+        forward: ``forward(params, buffers, inputs) -> prediction``; default the model's own forward.
+        vectorize: ``False`` loops over the tasks (models that do not ``vmap``); see :func:`maml_meta_loss`.
+        chunk_size: ``vmap`` chunk size of the vectorized path.
 
     Example::
 
+        >>> from adaptlab.tasks.sinusoid import SinusoidTasks
         >>> net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
         >>> maml = MAML(net, torch.nn.functional.mse_loss, inner_lr=0.01, steps=1)
         >>> opt = torch.optim.Adam(maml.parameters(), lr=1e-3)
-        >>> xs, xq = torch.randn(4, 5, 1), torch.randn(4, 7, 1)
-        >>> loss = maml.meta_loss(xs, xs.sin(), xq, xq.sin()); loss.backward(); opt.step()
+        >>> batch = SinusoidTasks(n_support=5, n_query=7).sample(4, torch.Generator().manual_seed(0))
+        >>> loss, aux = maml.loss(batch); loss.backward(); opt.step()
+        >>> loss_same, _ = maml.functional()(maml.params(), maml.buffers(), batch)  # the pure core, bound
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, inner_lr: float = 0.01, steps: int = 1,
-                 first_order: bool = False, learn_lr: bool = False, adapt: Iterable[str] | None = None):
+                 first_order: bool = False, learn_lr: bool = False, adapt: Iterable[str] | None = None, *,
+                 forward: Forward | None = None, vectorize: bool = True, chunk_size: int | None = None):
         self.model, self.loss_fn, self.steps, self.first_order = model, loss_fn, steps, first_order
+        self.forward, self.vectorize, self.chunk_size = forward, vectorize, chunk_size
         self.adapt = None if adapt is None else list(adapt)
         fast, _ = split_params(dict(model.named_parameters()), self.adapt)
         self.lr: LR = ({k: torch.full_like(v, inner_lr).requires_grad_() for k, v in fast.items()}
@@ -293,19 +396,29 @@ class MAML:
         extra = list(self.lr.values()) if isinstance(self.lr, Mapping) else []
         return list(self.model.parameters()) + extra
 
-    def meta_loss(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, y_q: Tensor) -> Tensor:
-        """The mean query loss over the task batch; batch-norm running stats are written back."""
-        loss, aux = maml_meta_loss(self.model, self.params(), self.buffers(), x_s, y_s, x_q, y_q,
-                                   self.loss_fn, self.steps, self.lr, self.first_order, self.adapt)
+    def functional(self) -> MetaLoss:
+        """The pure core ``loss(params, buffers, batch) -> (loss, aux)`` with the model and settings bound."""
+        return functools.partial(maml_meta_loss, model=self.model, forward=self.forward, loss_fn=self.loss_fn,
+                                 steps=self.steps, lr=self.lr, first_order=self.first_order, adapt=self.adapt,
+                                 vectorize=self.vectorize, chunk_size=self.chunk_size)
+
+    def loss(self, batch: SupportQuery) -> tuple[Tensor, dict[str, Any]]:
+        """``(loss, aux)`` of the current parameters on ``batch``; batch-norm running stats are written back."""
+        loss, aux = self.functional()(self.params(), self.buffers(), batch)
         with torch.no_grad():
             for name, value in aux["buffers"].items():
                 self.model.get_buffer(name).copy_(value)
-        return loss
+        return loss, aux
 
-    def adapt_tasks(self, x_s: Tensor, y_s: Tensor, steps: int | None = None, **kwargs) -> dict[str, Tensor]:
+    def meta_loss(self, x_s: Inputs, y_s: Tensor, x_q: Inputs, y_q: Tensor) -> Tensor:
+        """The mean query loss over the task batch: ``loss(SupportQuery(x_s, y_s, x_q, y_q))[0]``."""
+        return self.loss(SupportQuery(x_s, y_s, x_q, y_q))[0]
+
+    def adapt_tasks(self, x_s: Inputs, y_s: Tensor, steps: int | None = None, **kwargs) -> dict[str, Tensor]:
         """Test-time adaptation curves; see :func:`adapt_tasks`."""
-        return adapt_tasks(self.model, self.params(), self.buffers(), x_s, y_s, self.loss_fn,
-                           self.steps if steps is None else steps, self.lr, self.adapt, **kwargs)
+        return adapt_tasks(self.params(), self.buffers(), x_s, y_s, model=self.model, forward=self.forward,
+                           loss_fn=self.loss_fn, steps=self.steps if steps is None else steps, lr=self.lr,
+                           adapt=self.adapt, vectorize=self.vectorize, **kwargs)
 
     def state_dict(self) -> dict:
         lr = {k: v.detach().clone() for k, v in self.lr.items()} if isinstance(self.lr, Mapping) else self.lr

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import torch
 
 from adaptlab.errors import ConfigError
+from adaptlab.tasks.batch import SupportQuery
 
 
 @dataclass(frozen=True)
-class Episodes:
-    """A meta-batch of ``B`` N-way K-shot episodes as stacked tensors.
+class Episodes(SupportQuery):
+    """A meta-batch of ``B`` N-way K-shot episodes as stacked tensors (a :class:`SupportQuery`).
 
     Attributes:
         support_x: (B, N*K, *item) support inputs, class-major (class 0's K shots first).
@@ -43,29 +44,11 @@ class Episodes:
         classes: (B, N) original class ids (for checking splits).
     """
 
-    support_x: torch.Tensor
-    support_y: torch.Tensor
-    query_x: torch.Tensor
-    query_y: torch.Tensor
     classes: torch.Tensor
 
     @property
     def n_way(self) -> int:
         return self.classes.shape[1]
-
-    def __len__(self) -> int:
-        return self.support_x.shape[0]
-
-    def to(self, device) -> Episodes:
-        return Episodes(*(t.to(device) for t in (self.support_x, self.support_y, self.query_x, self.query_y,
-                                                 self.classes)))
-
-    def shard(self, rank: int, world: int) -> Episodes:
-        """Contiguous slice of the episodes for process ``rank`` of ``world`` (sizes differ by at most 1)."""
-        b = len(self)
-        lo, hi = rank * b // world, (rank + 1) * b // world
-        return Episodes(*(t[lo:hi] for t in (self.support_x, self.support_y, self.query_x, self.query_y,
-                                              self.classes)))
 
 
 def split_classes(classes: Sequence[int] | torch.Tensor, fractions: Sequence[float],
@@ -111,25 +94,26 @@ class EpisodeSampler:
         for i, m in enumerate(members):
             self.table[i, :len(m)] = m
 
-    def sample_indices(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item ids ``(B, N, K+Q)`` and class positions ``(B, N)`` (into ``self.classes``) of ``batch`` episodes."""
+    def sample_indices(self, num_tasks: int, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ids ``(B, N, K+Q)`` and class positions ``(B, N)`` (into ``self.classes``) of B episodes."""
         c, width = self.table.shape
-        cls = torch.rand(batch, c, generator=generator).argsort(dim=1)[:, : self.n_way]    # (B, N)
-        keys = torch.rand(batch, self.n_way, width, generator=generator)                 # (B, N, max)
+        cls = torch.rand(num_tasks, c, generator=generator).argsort(dim=1)[:, : self.n_way]    # (B, N)
+        keys = torch.rand(num_tasks, self.n_way, width, generator=generator)                 # (B, N, max)
         keys = keys.masked_fill(torch.arange(width) >= self.counts[cls].unsqueeze(-1), 2.0)  # padding last
         pick = keys.argsort(dim=-1)[..., : self.k_shot + self.q_query]                     # (B, N, K+Q)
         return self.table[cls.unsqueeze(-1), pick], cls
 
-    def sample(self, batch: int, generator: torch.Generator) -> Episodes:
-        """``batch`` episodes as :class:`Episodes` (inputs on ``x``'s device, labels 0..N-1)."""
-        ids, cls = self.sample_indices(batch, generator)
+    def sample(self, num_tasks: int, generator: torch.Generator | None = None) -> Episodes:
+        """``num_tasks`` episodes as :class:`Episodes` (inputs on ``x``'s device, labels 0..N-1)."""
+        ids, cls = self.sample_indices(num_tasks, generator)
         n, k, q = self.n_way, self.k_shot, self.q_query
         items = self.x[ids.to(self.x.device)]                                 # (B, N, K+Q, *item)
         if self.transform is not None:
             items = self.transform(items.reshape(-1, *items.shape[3:]), generator).reshape(items.shape)
         labels = torch.arange(n, device=self.x.device).view(1, n, 1)
-        sy = labels.expand(batch, n, k).reshape(batch, n * k)
-        qy = labels.expand(batch, n, q).reshape(batch, n * q)
-        return Episodes(items[:, :, :k].reshape(batch, n * k, *items.shape[3:]), sy,
-                        items[:, :, k:].reshape(batch, n * q, *items.shape[3:]), qy,
+        sy = labels.expand(num_tasks, n, k).reshape(num_tasks, n * k)
+        qy = labels.expand(num_tasks, n, q).reshape(num_tasks, n * q)
+        return Episodes(items[:, :, :k].reshape(num_tasks, n * k, *items.shape[3:]), sy,
+                        items[:, :, k:].reshape(num_tasks, n * q, *items.shape[3:]), qy,
                         self.classes[cls])

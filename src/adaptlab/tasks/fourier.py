@@ -12,7 +12,7 @@ Example::
     >>> import torch
     >>> tasks = FourierTasks(d=11, support=[5, 6], n_support=8, n_query=16)
     >>> batch = tasks.sample(4, torch.Generator().manual_seed(0))
-    >>> batch.x_support.shape, batch.coef.shape
+    >>> batch.support_x.shape, batch.coef.shape
     (torch.Size([4, 8]), torch.Size([4, 11]))
 """
 
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from adaptlab.errors import ConfigError
+from adaptlab.tasks.batch import SupportQuery
 
 XType = Literal["grid", "uniform"]
 
@@ -73,28 +74,23 @@ def sign_labels(f: Tensor, flip_prob: float = 0.0, generator: torch.Generator | 
     return y
 
 
-@dataclass
-class TaskBatch:
-    """A batch of T tasks as stacked tensors.
+@dataclass(frozen=True)
+class FourierBatch(SupportQuery):
+    """A batch of T Fourier tasks as stacked tensors (a :class:`SupportQuery`).
 
     Attributes:
-        x_support, y_support: (T, n_support) training inputs and (noisy / possibly flipped) labels.
-        x_query, y_query: (T, n_query) fresh inputs and clean labels.
+        support_x, support_y: (T, n_support) training inputs and (noisy / possibly flipped) labels.
+        query_x, query_y: (T, n_query) fresh inputs and clean labels.
         coef: (T, d) true coefficients alpha (zero outside S).
-        phi_support, phi_query: (T, n, d) features of the inputs, computed once at sampling (optional).
+        support_phi, query_phi: (T, n, d) features of the inputs, computed once at sampling (optional).
     """
 
-    x_support: Tensor
-    y_support: Tensor
-    x_query: Tensor
-    y_query: Tensor
     coef: Tensor
-    phi_support: Tensor | None = None
-    phi_query: Tensor | None = None
+    support_phi: Tensor | None = None
+    query_phi: Tensor | None = None
 
-    @property
-    def num_tasks(self) -> int:
-        return self.coef.shape[0]
+
+TaskBatch = FourierBatch  # the name before every task family shared SupportQuery
 
 
 class FourierTasks:
@@ -155,8 +151,8 @@ class FourierTasks:
         f = self.function(coef, x, phi)
         return sign_labels(f) if self.labels == "sign" else f
 
-    def sample(self, num_tasks: int, generator: torch.Generator | None = None, n_support: int | None = None,
-               x: XType | None = None) -> TaskBatch:
+    def sample(self, num_tasks: int, generator: torch.Generator | None = None, *, n_support: int | None = None,
+               x: XType | None = None) -> FourierBatch:
         """A batch of tasks with support points (``x`` type, noisy labels) and uniform clean query points."""
         n_s = self.n_support if n_support is None else n_support
         coef = self.sample_coef(num_tasks, generator)
@@ -168,7 +164,7 @@ class FourierTasks:
         ys = self.training_labels(coef, xs, generator, phis)
         xq = sample_x("uniform", num_tasks, self.n_query, generator, self.dtype, self.device)
         phiq = self.features(xq)
-        return TaskBatch(xs, ys, xq, self.clean_labels(coef, xq, phiq), coef, phis, phiq)
+        return FourierBatch(xs, ys, xq, self.clean_labels(coef, xq, phiq), coef, phis, phiq)
 
 
 def validate_fourier(d, support, x, n_support, n_query, noise, labels="regression", flip_prob=0.0,
