@@ -31,6 +31,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -221,7 +222,9 @@ class GradNorm(EqualWeighting):
         return weighted_sum(L, self.w.detach())
 
     def state_dict(self) -> dict:
-        return {"w": self.w.detach().clone(), "opt": self.opt.state_dict(), "initial": self.initial_losses}
+        # a snapshot: the optimizer's own state_dict aliases its live moment tensors, which later steps mutate
+        return {"w": self.w.detach().clone(), "opt": copy.deepcopy(self.opt.state_dict()),
+                "initial": self.initial_losses}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
