@@ -38,8 +38,8 @@ def make_step(method: str, T: int, batch: int = 256, seed: int = 0):
     torch.manual_seed(seed)
     tasks = [f"t{i}" for i in range(T)]
     net = HardSharing(lenet_blocks(), {t: lenet_head() for t in tasks})
-    step = MethodStep(method, net, tasks, F.cross_entropy, lambda ps: torch.optim.Adam(ps, lr=1e-3),
-                      generator=torch.Generator().manual_seed(seed))
+    step = MethodStep.from_name(method, net, tasks, F.cross_entropy, lambda ps: torch.optim.Adam(ps, lr=1e-3),
+                                generator=torch.Generator().manual_seed(seed))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 1, 28, 28, generator=g)
     ys = {t: torch.randint(0, 10, (batch,), generator=g) for t in tasks}

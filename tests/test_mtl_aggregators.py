@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adaptlab.mtl.aggregators import (
-    Aggregator,
+    Sum,
     cagrad,
     cagrad_weights,
     mgda,
@@ -56,7 +56,8 @@ def test_mgda_weights_on_simplex_and_min_norm(T):
         G = torch.randn(T, 11, generator=g, dtype=torch.float64)
         if trial % 2:
             G[1] = -0.7 * G[0] + 0.1 * torch.randn(11, generator=g, dtype=torch.float64)  # strong conflict
-        d, w = mgda(G, iters=3000)
+        d, info = mgda(G, iters=3000)
+        w = info["weights"]
         assert (w >= 0).all()
         assert_close(w.sum(), torch.tensor(1.0, dtype=torch.float64))
         M = G @ G.T
@@ -71,13 +72,13 @@ def test_mgda_weights_on_simplex_and_min_norm(T):
 
 def test_mgda_two_task_closed_form_is_exact():
     G = torch.tensor([[1.0, 0.0], [-1.0, 2.0]], dtype=torch.float64)
-    d, w = mgda(G)
+    d, _ = mgda(G)
     exact = _brute_force_min_norm(G @ G.T)
     assert_close(d @ d, torch.tensor(exact, dtype=torch.float64))
     assert_close(G @ d, torch.full((2,), exact, dtype=torch.float64))  # both constraints active: equal
     # dominated case: g1 = 2 g2 -> all weight on the shorter g2
-    _, w = mgda(torch.tensor([[2.0, 2.0], [1.0, 1.0]], dtype=torch.float64))
-    assert_close(w, torch.tensor([0.0, 1.0], dtype=torch.float64))
+    _, info = mgda(torch.tensor([[2.0, 2.0], [1.0, 1.0]], dtype=torch.float64))
+    assert_close(info["weights"], torch.tensor([0.0, 1.0], dtype=torch.float64))
 
 
 def test_mgda_is_vmappable_and_matches_loop():
@@ -93,7 +94,8 @@ def test_pcgrad_conflicting_pair_becomes_non_conflicting():
         G = torch.randn(2, 7, generator=g, dtype=torch.float64)
         G[1] = G[1] - 2 * (G[1] @ G[0]).abs() / (G[0] @ G[0]) * G[0]  # force g1·g2 < 0
         assert G[0] @ G[1] < 0
-        d, P = pcgrad(G, generator=torch.Generator().manual_seed(0))
+        d, info = pcgrad(G, generator=torch.Generator().manual_seed(0))
+        P = info["projected"]
         assert P[0] @ G[1] >= -1e-12 and P[1] @ G[0] >= -1e-12  # projected onto the normal planes
         assert_close(P[0] @ G[1], torch.tensor(0.0, dtype=torch.float64), atol=1e-10)
         assert P[0] @ P[1] >= -1e-12
@@ -102,15 +104,15 @@ def test_pcgrad_conflicting_pair_becomes_non_conflicting():
 
 def test_pcgrad_leaves_non_conflicting_gradients_unchanged():
     G = torch.rand(4, 6, dtype=torch.float64)  # positive entries: every pair has g_i·g_j > 0
-    d, P = pcgrad(G, generator=torch.Generator().manual_seed(0))
-    assert_close(P, G)
+    d, info = pcgrad(G, generator=torch.Generator().manual_seed(0))
+    assert_close(info["projected"], G)
     assert_close(d, G.sum(0))
 
 
 def test_pcgrad_three_tasks_matches_naive_loop():
     G = torch.randn(3, 5, dtype=torch.float64)
     gen = torch.Generator().manual_seed(3)
-    _, P = pcgrad(G, generator=gen)
+    P = pcgrad(G, generator=gen)[1]["projected"]
     gen = torch.Generator().manual_seed(3)
     for i in range(3):  # naive reference with the same random orders
         order = torch.randperm(3, generator=gen).tolist()
@@ -167,7 +169,7 @@ def test_mtl_backward_sum_equals_summed_loss_gradient_and_heads_get_own_gradient
         z = trunk(x).tanh()
         return [(heads[0](z) ** 2).mean(), (heads[1](z) - 1).abs().mean()]
 
-    mtl_backward(losses(), shared, Aggregator("sum"), other)
+    mtl_backward(losses(), shared, Sum(), other)
     got = [p.grad.clone() for p in shared + other]
     ref = torch.autograd.grad(sum(losses()), shared + other)
     for a, b in zip(got, ref):
@@ -183,8 +185,7 @@ def test_mgda_ub_weights_use_representation_gradients():
     L = [(z[:, 0] ** 2).sum(), (-(z[:, 0]) + z[:, 1]).sum()]
     alpha = mgda_ub_weights(L, z)
     Gz = task_gradients(L, [z])
-    _, ref = mgda(Gz)
-    assert_close(alpha, ref)
+    assert_close(alpha, mgda(Gz)[1]["weights"])
 
 
 def test_classic_frank_wolfe_stays_feasible_and_descends():

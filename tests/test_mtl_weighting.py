@@ -76,7 +76,7 @@ def test_gradnorm_moves_weights_towards_balance_and_keeps_sum():
     gn = GradNorm(2, alpha=0.0, lr=0.05, device="cpu")
     for _ in range(30):
         W_, L_ = _toy()
-        gn.combine(L_, W_)
+        gn.combine(L_, shared_weight=W_)
     n = torch.stack([torch.autograd.grad(li, W, retain_graph=True)[0].norm() for li in L])
     w = gn.weights()
     assert_close(w.sum().double(), torch.tensor(2.0, dtype=torch.float64), rtol=1e-6)  # float32 weights
@@ -91,9 +91,9 @@ def test_dwa_weights():
     e = torch.exp(torch.tensor([0.5 / 2, 1.0 / 2]))
     assert_close(w, 2 * e / e.sum(), rtol=1e-6)  # float32
     assert w[1] > w[0]  # the task whose loss fell less gets more weight
-    d = DWA(2)
+    d, L = DWA(2), torch.tensor([2.0, 3.0])
+    assert_close(d.combine(L, history=h[:1]), L.sum())  # fewer than two epochs: weights 1
     assert_close(d.weights(), torch.ones(2))
-    d.end_epoch(torch.tensor([1.0, 1.0]))
-    d.end_epoch(torch.tensor([0.5, 1.0]))
+    assert_close(d.combine(L, history=[torch.tensor([9.0, 9.0]), *h]), (w * L).sum())  # the last two epochs
     assert_close(d.weights(), w)
     assert math.isclose(float(d.weights().sum()), 2.0, rel_tol=1e-6)

@@ -140,5 +140,8 @@ def test_reduced_protonet_beats_chance_on_unseen_alphabets():
                            200, torch.Generator().manual_seed(1))
     pixel = episode_accuracy(lambda sx, sy, qx, n: nearest_neighbour_logits(sx.flatten(2), sy, qx.flatten(2), n),
                              EpisodeSampler(tx, ty, 5, 1, 5), 200, torch.Generator().manual_seed(1))
-    assert res["accuracy"] > 0.6 > 0.2                        # chance is 0.2 for 5-way
-    assert res["accuracy"] > pixel["accuracy"] + 0.1          # and learning beats raw pixels clearly
+    # Measured (1 thread): 12 training seeds give 0.551-0.643, mean 0.596, sd 0.024; the 200 episodes' own
+    # 95% CI is +-0.019 (sd 0.010); raw pixels give 0.401. The bounds sit more than 5 sd of that spread below
+    # the mean and are still 12 binomial standard errors (5000 queries) above chance (0.2) and the pixels.
+    assert res["accuracy"] > 0.45                             # chance is 0.2 for 5-way
+    assert res["accuracy"] > pixel["accuracy"] + 0.05         # and learning beats raw pixels clearly

@@ -131,9 +131,9 @@ def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, save, saved: dict | 
     net = _net(tasks, cfg).to(cfg.device)
     gen = torch.Generator().manual_seed(1000 + job["seed"])  # batch order and PCGrad's task order
     opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
-    step = MethodStep(job["method"], net, tasks, F.cross_entropy, lambda ps: opt_cls(ps, lr=tc.lr),
-                      fixed_weights=job.get("weights", ()), mgda_normalize=tc.mgda_normalize,
-                      cagrad_c=tc.cagrad_c, gradnorm_alpha=tc.gradnorm_alpha, generator=gen)
+    step = MethodStep.from_name(job["method"], net, tasks, F.cross_entropy, lambda ps: opt_cls(ps, lr=tc.lr),
+                                fixed_weights=job.get("weights", ()), mgda_normalize=tc.mgda_normalize,
+                                cagrad_c=tc.cagrad_c, gradnorm_alpha=tc.gradnorm_alpha, generator=gen)
     rec, start = {"cosine": [], "weights": [], "epoch_loss": [], "seconds": 0.0}, 0
     if saved is not None:
         net.load_state_dict(saved["model"])
@@ -157,8 +157,7 @@ def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, save, saved: dict | 
                 rec["weights"].append([float(w) for w in step.last_weights])
         rec["epoch_loss"].append((total / n).tolist())
         rec["seconds"] += time.perf_counter() - t0
-        if hasattr(step.weighting, "end_epoch"):
-            step.weighting.end_epoch(total / n)
+        step.end_epoch(total / n)
         if epoch + 1 < tc.epochs:
             save({"name": job["name"], "epoch": epoch + 1, "model": net.state_dict(), "step": step.state_dict(),
                   "gen": gen.get_state(), "rng": torch.get_rng_state(), "rec": rec})

@@ -2,21 +2,29 @@
 
 * :mod:`~adaptlab.mtl.architectures` — :class:`HardSharing` (configurable sharing depth, heads on lower
   layers) and :class:`CrossStitch`.
-* :mod:`~adaptlab.mtl.weighting` — equal, fixed, uncertainty (Kendall et al.), GradNorm, DWA.
-* :mod:`~adaptlab.mtl.aggregators` — MGDA (closed form / Frank–Wolfe), MGDA-UB, PCGrad, CAGrad; trainer-free.
+* :mod:`~adaptlab.mtl.weighting` — equal, fixed, uncertainty (Kendall et al.), GradNorm, DWA, MGDA-UB: objects with
+  ``combine(losses, **extras)``.
+* :mod:`~adaptlab.mtl.aggregators` — MGDA (closed form / Frank–Wolfe), PCGrad, CAGrad, mean, sum: objects and
+  functions returning ``(direction, info)``; trainer-free.
+* :mod:`~adaptlab.mtl.registry` — the one place a method name becomes an object (``make_weighting``,
+  ``make_aggregator``), for configs.
 * :mod:`~adaptlab.mtl.diagnostics` — gradient cosine matrix, negative transfer / Δm, linear CKA.
 * :mod:`~adaptlab.mtl.toy` — the 2-D two-task problems of the PCGrad and CAGrad papers.
+
+The MultiMNIST data lives in :mod:`adaptlab.data`, its networks in :mod:`adaptlab.models`.
 """
 
 from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
-    "aggregators": ["Aggregator", "cagrad", "cagrad_weights", "mgda", "mgda_ub_weights", "min_norm_weights",
-                    "mtl_backward", "normalize_gradients", "pcgrad", "task_gradients", "write_gradient"],
+    "aggregators": ["Aggregator", "CAGrad", "MGDA", "Mean", "PCGrad", "Sum", "cagrad", "cagrad_weights", "mgda",
+                    "mgda_ub_weights", "min_norm_weights", "mtl_backward", "normalize_gradients", "pcgrad",
+                    "task_gradients", "write_gradient"],
     "architectures": ["CrossStitch", "HardSharing"],
     "diagnostics": ["cosine_matrix", "delta_m", "linear_cka", "negative_transfer", "relative_change",
                     "select_by_cka"],
+    "registry": ["AGGREGATORS", "WEIGHTINGS", "make_aggregator", "make_weighting"],
     "train": ["MethodStep"],
-    "weighting": ["DWA", "EqualWeighting", "FixedWeighting", "GradNorm", "UncertaintyWeighting", "dwa_weights",
-                  "gradnorm_objective", "uncertainty_loss", "weighted_sum"],
+    "weighting": ["DWA", "MGDAUB", "EqualWeighting", "FixedWeighting", "GradNorm", "UncertaintyWeighting",
+                  "Weighting", "dwa_weights", "gradnorm_objective", "uncertainty_loss", "weighted_sum"],
 })

@@ -1,10 +1,16 @@
-"""Gradient aggregation for shared parameters: MGDA (min-norm), PCGrad and CAGrad.
+"""Gradient aggregation for shared parameters: MGDA (min-norm), PCGrad, CAGrad and the mean.
 
 Every aggregator maps the matrix of per-task gradients of the *shared* parameters, ``G`` of shape
 ``(T, P)`` (row ``i`` is the flattened ``∇_θ L_i``), to one update direction ``d`` of shape ``(P,)`` that any
 torch optimizer can then apply as if it were a plain gradient. Nothing here knows about models, trainers or
 optimizers: :func:`task_gradients` builds ``G`` from a list of losses, :func:`write_gradient` puts ``d`` into
 ``.grad`` and :func:`mtl_backward` does both (plus the ordinary backward for task-specific parameters).
+
+One protocol, :class:`Aggregator`: the functional cores (:func:`mgda`, :func:`pcgrad`, :func:`cagrad`) and the
+configured objects (:class:`MGDA`, :class:`PCGrad`, :class:`CAGrad`, :class:`Mean`, :class:`Sum`) all return
+``(d, info)``, where ``info["weights"]`` is the (T,) task weights the rule solved for (MGDA's α, CAGrad's dual
+w, 1/T or 1 for the mean and the sum) or ``None`` where it has none (PCGrad); some rules add more keys. The
+objects are called as ``agg(G, **extras)`` and ignore the extras they do not need (MGDA reads ``losses=``).
 
 Solvers for the small simplex problems are written with fixed iteration counts and tensor ops only (no
 ``.item()``, no data-dependent Python branches), so they run on any device and under ``torch.func.vmap``.
@@ -13,9 +19,12 @@ Example::
 
     >>> import torch
     >>> G = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    >>> d, w = mgda(G)
-    >>> w
+    >>> d, info = mgda(G)
+    >>> info["weights"]
     tensor([0.5000, 0.5000])
+    >>> d, info = PCGrad(generator=torch.Generator().manual_seed(0))(G, losses=None)  # extras are ignored
+    >>> d, info["weights"]
+    (tensor([1., 1.]), None)
 
 References:
     J.-A. Désidéri. Multiple-gradient descent algorithm (MGDA) for multiobjective optimization. 2012.
@@ -29,7 +38,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -148,7 +157,7 @@ def min_norm_weights(M: Tensor, iters: int = 250, variant: Literal["pairwise", "
 
 
 def mgda(G: Tensor, normalize: Normalization = "none", losses: Tensor | None = None,
-         iters: int = 250) -> tuple[Tensor, Tensor]:
+         iters: int = 250) -> tuple[Tensor, dict]:
     """MGDA: the min-norm point of the convex hull of the task gradients.
 
     d = Σ α_i g_i with α = argmin_{α ∈ Δ} ||Σ α_i ĝ_i||² (ĝ the optionally normalised gradients). Either d = 0
@@ -162,11 +171,11 @@ def mgda(G: Tensor, normalize: Normalization = "none", losses: Tensor | None = N
         iters: Frank–Wolfe iterations for more than two tasks.
 
     Returns:
-        ``(d, α)``: the direction (P,) and the simplex weights (T,).
+        ``(d, info)``: the direction (P,) and ``{"weights": α}``, the simplex weights (T,).
     """
     Gn = normalize_gradients(G, normalize, losses)
     alpha = min_norm_weights(Gn @ Gn.T, iters=iters)
-    return alpha @ Gn, alpha
+    return alpha @ Gn, {"weights": alpha}
 
 
 def mgda_ub_weights(losses: Sequence[Tensor], representation: Tensor, normalize: Normalization = "none",
@@ -195,7 +204,7 @@ def mgda_ub_weights(losses: Sequence[Tensor], representation: Tensor, normalize:
 
 
 def pcgrad(G: Tensor, generator: torch.Generator | None = None,
-           reduction: Literal["sum", "mean"] = "sum") -> tuple[Tensor, Tensor]:
+           reduction: Literal["sum", "mean"] = "sum") -> tuple[Tensor, dict]:
     """PCGrad: project each task gradient onto the normal plane of every task gradient it conflicts with.
 
     For each task i, in a random order of the other tasks j: if g_i^PC · g_j < 0 then
@@ -208,7 +217,8 @@ def pcgrad(G: Tensor, generator: torch.Generator | None = None,
         reduction: ``"sum"`` as in the paper, or ``"mean"``.
 
     Returns:
-        ``(d, G_pc)``: the direction (P,) and the projected gradients (T, P).
+        ``(d, info)``: the direction (P,) and ``{"weights": None, "projected": G_pc}`` with the projected
+        gradients G_pc (T, P).
     """
     T = G.shape[0]
     sq = (G * G).sum(dim=1).clamp_min(1e-20)  # (T,)
@@ -224,7 +234,7 @@ def pcgrad(G: Tensor, generator: torch.Generator | None = None,
         out.append(gi)
     Gpc = torch.stack(out)  # (T, P)
     d = Gpc.sum(0) if reduction == "sum" else Gpc.mean(0)
-    return d, Gpc
+    return d, {"weights": None, "projected": Gpc}
 
 
 # --------------------------------------------------------------------------------------------- CAGrad
@@ -290,7 +300,7 @@ def _cagrad_pair(M: Tensor, b: Tensor, s: Tensor, objective) -> Tensor:
 
 
 def cagrad(G: Tensor, c: float = 0.5, rescale: Literal["none", "1+c", "1+c2"] = "none",
-           iters: int = 300) -> tuple[Tensor, Tensor]:
+           iters: int = 300) -> tuple[Tensor, dict]:
     """CAGrad: the average gradient moved to improve the worst task within a ball of radius c||g_0||.
 
     d = g_0 + (√φ / ||g_w||) g_w, g_0 = (1/T) Σ g_i, w from :func:`cagrad_weights`. Optionally divided by
@@ -300,7 +310,7 @@ def cagrad(G: Tensor, c: float = 0.5, rescale: Literal["none", "1+c", "1+c2"] = 
         G: (T, P) task gradients; c: radius (≥ 0); rescale: final scaling; iters: dual solver iterations.
 
     Returns:
-        ``(d, w)``: the direction (P,) and the dual weights (T,).
+        ``(d, info)``: the direction (P,) and ``{"weights": w}``, the dual weights (T,) on the simplex.
     """
     g0 = G.mean(dim=0)  # (P,)
     M = G @ G.T
@@ -313,65 +323,103 @@ def cagrad(G: Tensor, c: float = 0.5, rescale: Literal["none", "1+c", "1+c2"] = 
         d = d / (1 + c)
     elif rescale == "1+c2":
         d = d / (1 + c * c)
-    return d, w
+    return d, {"weights": w}
 
 
-# ------------------------------------------------------------------------------ trainer-free wrapper
+# ------------------------------------------------------------------------------ configured objects
 
 
-class Aggregator:
-    """A configured aggregator: ``agg(G) -> d``; ``agg.backward(losses, shared)`` writes ``.grad``.
+@runtime_checkable
+class Aggregator(Protocol):
+    """What every aggregator object provides: ``agg(G, **extras) -> (d, info)`` (see the module docstring)."""
+
+    def __call__(self, G: Tensor, **extras) -> tuple[Tensor, dict]: ...
+
+
+class Mean:
+    """The average gradient d = (1/T) Σ_i g_i; ``info["weights"]`` is 1/T for every task."""
+
+    def __call__(self, G: Tensor, **extras) -> tuple[Tensor, dict]:
+        return G.mean(0), {"weights": G.new_full(G.shape[:1], 1.0 / G.shape[0])}
+
+
+class Sum:
+    """The summed gradient d = Σ_i g_i (the gradient of Σ L_i); ``info["weights"]`` is 1 for every task."""
+
+    def __call__(self, G: Tensor, **extras) -> tuple[Tensor, dict]:
+        return G.sum(0), {"weights": G.new_ones(G.shape[:1])}
+
+
+class MGDA:
+    """:func:`mgda` with its options fixed; ``agg(G, losses=L)`` (the losses feed the ``"loss"`` normalisations).
 
     Args:
-        method: ``"sum"``, ``"mean"``, ``"mgda"``, ``"pcgrad"`` or ``"cagrad"``.
-        **options: passed to the functional core (``normalize``, ``c``, ``rescale``, ``generator``, ...).
+        normalize: see :func:`normalize_gradients` (default ``"none"``). iters: Frank–Wolfe iterations.
+    """
+
+    def __init__(self, normalize: Normalization = "none", iters: int = 250):
+        self.normalize, self.iters = normalize, iters
+
+    def __call__(self, G: Tensor, *, losses: Tensor | None = None, **extras) -> tuple[Tensor, dict]:
+        return mgda(G, normalize=self.normalize, losses=losses, iters=self.iters)
+
+
+class PCGrad:
+    """:func:`pcgrad` with its options fixed.
+
+    Args:
+        generator: torch.Generator for the random task orders (default: the global RNG).
+        reduction: ``"sum"`` (the paper) or ``"mean"``.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None, reduction: Literal["sum", "mean"] = "sum"):
+        self.generator, self.reduction = generator, reduction
+
+    def __call__(self, G: Tensor, **extras) -> tuple[Tensor, dict]:
+        return pcgrad(G, generator=self.generator, reduction=self.reduction)
+
+
+class CAGrad:
+    """:func:`cagrad` with its options fixed.
+
+    Args:
+        c: the radius (≥ 0; 0 gives the mean gradient). rescale: ``"none"``, ``"1+c"`` or ``"1+c2"``.
+        iters: dual solver iterations.
+    """
+
+    def __init__(self, c: float = 0.5, rescale: Literal["none", "1+c", "1+c2"] = "none", iters: int = 300):
+        if c < 0:
+            raise ValueError(f"CAGrad c={c!r}; expected a number >= 0")
+        self.c, self.rescale, self.iters = c, rescale, iters
+
+    def __call__(self, G: Tensor, **extras) -> tuple[Tensor, dict]:
+        return cagrad(G, c=self.c, rescale=self.rescale, iters=self.iters)
+
+
+def mtl_backward(losses: Sequence[Tensor], shared_params: Sequence[Tensor], aggregator: Aggregator,
+                 other_params: Sequence[Tensor] = ()) -> tuple[Tensor, dict]:
+    """Set ``.grad`` of the shared parameters to the aggregated direction and of the others to ∇ Σ_i L_i.
+
+    The aggregator is called as ``aggregator(G, losses=L)`` with L the (T,) detached losses. Task-specific
+    parameters (heads) are reached by their own loss only, so ∇ Σ L_i gives each head exactly its task's
+    gradient.
+
+    Returns:
+        ``(G, info)``: the stacked task gradients (T, P) for diagnostics and the aggregator's ``info``.
 
     Example::
 
-        agg = Aggregator("pcgrad", generator=torch.Generator().manual_seed(0))
-        opt.zero_grad()
-        agg.backward([loss_a, loss_b], shared_params, other_params=head_params)
-        opt.step()
-    """
-
-    METHODS = ("sum", "mean", "mgda", "pcgrad", "cagrad")
-
-    def __init__(self, method: str = "sum", **options):
-        if method not in self.METHODS:
-            raise ValueError(f"aggregator method={method!r}; expected one of {', '.join(self.METHODS)}")
-        self.method, self.options = method, options
-        self.last_weights: Tensor | None = None
-
-    def __call__(self, G: Tensor, losses: Tensor | None = None) -> Tensor:
-        if self.method == "sum":
-            return G.sum(0)
-        if self.method == "mean":
-            return G.mean(0)
-        if self.method == "mgda":
-            d, self.last_weights = mgda(G, losses=losses, **self.options)
-        elif self.method == "pcgrad":
-            d, _ = pcgrad(G, **self.options)
-        else:
-            d, self.last_weights = cagrad(G, **self.options)
-        return d
-
-    def backward(self, losses: Sequence[Tensor], shared_params: Sequence[Tensor],
-                 other_params: Sequence[Tensor] = ()) -> Tensor:
-        """Aggregate the shared gradients into ``.grad``; other parameters get the plain gradient of Σ L_i."""
-        return mtl_backward(losses, shared_params, self, other_params)
-
-
-def mtl_backward(losses: Sequence[Tensor], shared_params: Sequence[Tensor], aggregator,
-                 other_params: Sequence[Tensor] = ()) -> Tensor:
-    """Set ``.grad`` of the shared parameters to ``aggregator(G)`` and of the others to ∇ Σ_i L_i.
-
-    Task-specific parameters (heads) are reached by their own loss only, so ∇ Σ L_i gives each head exactly its
-    task's gradient. Returns the stacked task gradients G (T, P) for diagnostics.
+        >>> import torch
+        >>> w = torch.tensor([1.0, -1.0], requires_grad=True)
+        >>> G, info = mtl_backward([w[0] ** 2, w[1] ** 2], [w], Mean())
+        >>> w.grad, info["weights"]
+        (tensor([ 1., -1.]), tensor([0.5000, 0.5000]))
     """
     shared_params = list(shared_params)
     G = task_gradients(losses, shared_params, retain_graph=bool(other_params))
     lv = torch.stack([loss.detach() for loss in losses])
-    write_gradient(shared_params, aggregator(G, lv) if isinstance(aggregator, Aggregator) else aggregator(G))
+    d, info = aggregator(G, losses=lv)
+    write_gradient(shared_params, d)
     if other_params:
         torch.autograd.backward(torch.stack(list(losses)).sum(), inputs=list(other_params))
-    return G
+    return G, info

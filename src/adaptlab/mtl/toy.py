@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from adaptlab.mtl.aggregators import cagrad, mgda, pcgrad
+from adaptlab.mtl.aggregators import Aggregator
+from adaptlab.mtl.registry import make_aggregator
 
 LOWER = 5e-6
 
@@ -68,21 +69,16 @@ def point_gradients(problem: Callable[[Tensor], Tensor], theta: Tensor) -> tuple
     return L.detach(), torch.stack(rows, dim=-2)
 
 
-def direction(method: str, G: Tensor, c: float = 0.5) -> Tensor:
-    """Update direction for each point: G (N, 2, 2) -> d (N, 2).
+def toy_aggregator(method: str, c: float = 0.5) -> Aggregator:
+    """The registry's aggregator ``method`` with the toy's options, as in the released toy scripts: PCGrad
+    averages the projected gradients, CAGrad (radius c) is rescaled by 1 + c; ``"mean"`` and ``"mgda"`` take
+    none."""
+    return make_aggregator(method, 2, c=c, rescale="1+c", reduction="mean")
 
-    ``"mean"`` is the gradient of the average loss; ``"mgda"``, ``"pcgrad"`` (mean of the projected gradients)
-    and ``"cagrad"`` (rescaled by 1 + c as in the released toy) are vmapped over the points.
-    """
-    if method == "mean":
-        return G.mean(dim=-2)
-    if method == "mgda":
-        return torch.vmap(lambda g: mgda(g)[0])(G)
-    if method == "pcgrad":
-        return torch.vmap(lambda g: pcgrad(g, reduction="mean")[0], randomness="same")(G)
-    if method == "cagrad":
-        return torch.vmap(lambda g: cagrad(g, c=c, rescale="1+c")[0])(G)
-    raise ValueError(f"toy method={method!r}; expected mean, mgda, pcgrad or cagrad")
+
+def direction(aggregator: Aggregator, G: Tensor) -> Tensor:
+    """Update direction for each point: G (N, 2, 2) -> d (N, 2), the aggregator vmapped over the points."""
+    return torch.vmap(lambda g: aggregator(g)[0], randomness="same")(G)
 
 
 def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[float]], methods: Sequence[str],
@@ -92,7 +88,7 @@ def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[f
     (M, I, 2) parameters equals M·I independent ones.
 
     Args:
-        problem: losses of theta (..., 2). inits: I starting points. methods: M names for :func:`direction`.
+        problem: losses of theta (..., 2). inits: I starting points. methods: M names for :func:`toy_aggregator`.
         steps: Adam steps. lr: step size (1e-3 as in the released toy). c: CAGrad radius.
         record_every: keep every k-th point of the paths.
         state: a dict from ``on_chunk`` to continue from (resume). on_chunk: called every ``record_every*50``
@@ -114,7 +110,7 @@ def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[f
     chunk = record_every * 50
     for step in range(state["step"] + 1, steps + 1):
         _, G = point_gradients(problem, theta.detach())  # (M, I, 2, 2)
-        theta.grad = torch.stack([direction(m, G[k], c) for k, m in enumerate(methods)])
+        theta.grad = torch.stack([direction(toy_aggregator(m, c), G[k]) for k, m in enumerate(methods)])
         opt.step()
         if step % record_every == 0 or step == steps:
             paths.append(theta.detach().clone())

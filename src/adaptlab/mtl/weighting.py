@@ -1,8 +1,24 @@
-"""Task weighting of the summed objective Σ_i w_i L_i: equal, fixed, uncertainty, GradNorm and DWA.
+"""Task weighting of the summed objective Σ_i w_i L_i: equal, fixed, uncertainty, GradNorm, DWA and MGDA-UB.
 
 Each rule has a functional core (weights or weighted loss from tensors) and a thin object keeping the state
-the rule needs between steps. Every object has ``combine(losses) -> scalar`` — the loss to backpropagate — and
-``weights() -> (T,)`` for logging. Objects with learnable state expose ``parameters()`` to hand to an optimizer.
+the rule needs between steps. Every object follows one protocol, :class:`Weighting`:
+
+* ``combine(losses, **extras) -> scalar`` — the loss to backpropagate. Rules that need more than the losses
+  read it from keyword-only extras and every rule ignores the extras it does not need, so a caller passes the
+  same extras to all of them: ``shared_weight`` (the last shared layer's weight, GradNorm), ``history``
+  (per-epoch mean losses so far, (E, T), DWA) and ``representation`` (the shared features z, MGDA-UB).
+* ``weights() -> (T,)`` — the weights the last ``combine`` applied (for logging).
+* ``parameters()`` — learnable state to hand to the model's optimizer (empty for most rules);
+  ``state_dict()`` / ``load_state_dict()`` — everything needed to resume.
+
+Example::
+
+    >>> import torch
+    >>> losses = torch.tensor([1.0, 4.0])
+    >>> DWA(2).combine(losses, history=torch.tensor([[1.0, 1.0], [0.5, 1.0]]), shared_weight=None)
+    tensor(5.3731)
+    >>> EqualWeighting(2).combine(losses, history=None)  # extras it does not need are ignored
+    tensor(5.)
 
 References:
     A. Kendall, Y. Gal, R. Cipolla. Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry
@@ -10,14 +26,19 @@ References:
     Z. Chen, V. Badrinarayanan, C.-Y. Lee, A. Rabinovich. GradNorm: Gradient Normalization for Adaptive Loss
     Balancing in Deep Multitask Networks. ICML 2018.
     S. Liu, E. Johns, A. J. Davison. End-to-End Multi-Task Learning with Attention (DWA). CVPR 2019.
+    O. Sener, V. Koltun. Multi-Task Learning as Multi-Objective Optimization (MGDA-UB). NeurIPS 2018.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from adaptlab.mtl.aggregators import Normalization, mgda_ub_weights
 
 
 def _stack(losses: Sequence[Tensor] | Tensor) -> Tensor:
@@ -81,6 +102,23 @@ def dwa_weights(history: Tensor, temperature: float = 2.0) -> Tensor:
 # ----------------------------------------------------------------------------------------- wrappers
 
 
+@runtime_checkable
+class Weighting(Protocol):
+    """What every weighting object provides (see the module docstring)."""
+
+    n_tasks: int
+
+    def combine(self, losses: Sequence[Tensor] | Tensor, **extras) -> Tensor: ...
+
+    def weights(self) -> Tensor: ...
+
+    def parameters(self) -> list[Tensor]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
 class EqualWeighting:
     """w_i = 1: the plain summed loss."""
 
@@ -90,11 +128,17 @@ class EqualWeighting:
     def weights(self) -> Tensor:
         return torch.ones(self.n_tasks)
 
-    def combine(self, losses) -> Tensor:
+    def combine(self, losses: Sequence[Tensor] | Tensor, **extras) -> Tensor:
         return _stack(losses).sum()
 
     def parameters(self) -> list[Tensor]:
         return []
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class FixedWeighting(EqualWeighting):
@@ -107,7 +151,7 @@ class FixedWeighting(EqualWeighting):
     def weights(self) -> Tensor:
         return self._w.clone()
 
-    def combine(self, losses) -> Tensor:
+    def combine(self, losses: Sequence[Tensor] | Tensor, **extras) -> Tensor:
         return weighted_sum(losses, self._w)
 
 
@@ -124,19 +168,26 @@ class UncertaintyWeighting(EqualWeighting):
     def weights(self) -> Tensor:
         return 0.5 * torch.exp(-self.log_vars.detach())
 
-    def combine(self, losses) -> Tensor:
+    def combine(self, losses: Sequence[Tensor] | Tensor, **extras) -> Tensor:
         return uncertainty_loss(losses, self.log_vars)
 
     def parameters(self) -> list[Tensor]:
         return [self.log_vars]
 
+    def state_dict(self) -> dict:
+        return {"log_vars": self.log_vars.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_vars.copy_(state["log_vars"])
+
 
 class GradNorm(EqualWeighting):
     """GradNorm: weights learned so that the weighted gradient norms at a shared layer train at equal rates.
 
-    Call ``combine(losses, shared_weight)`` each step *before* the model's backward: it updates the weights by
-    one step of their own optimizer on :func:`gradnorm_objective`, renormalises them to sum to T, and returns
-    Σ w_i L_i with the updated weights detached (so the model's gradients do not touch them).
+    Call ``combine(losses, shared_weight=W)`` each step *before* the model's backward: it updates the weights
+    by one step of their own optimizer on :func:`gradnorm_objective`, renormalises them to sum to T, and
+    returns Σ w_i L_i with the updated weights detached (so the model's gradients do not touch them).
 
     Args:
         n_tasks: T. alpha: asymmetry (1.5 in the paper's MultiMNIST-like settings; 0 equalises norms).
@@ -153,10 +204,12 @@ class GradNorm(EqualWeighting):
     def weights(self) -> Tensor:
         return self.w.detach().clone()
 
-    def combine(self, losses, shared_weight: Tensor | None = None) -> Tensor:
+    def combine(self, losses: Sequence[Tensor] | Tensor, *, shared_weight: Tensor | None = None,
+                **extras) -> Tensor:
         L = _stack(losses)
         if shared_weight is None:
-            raise ValueError("GradNorm.combine needs shared_weight (the last shared layer's weight tensor)")
+            raise ValueError("GradNorm.combine needs shared_weight= (the last shared layer's weight tensor); "
+                             "got None")
         if self.initial_losses is None:
             self.initial_losses = L.detach().clone()
         norms = torch.stack([torch.autograd.grad(li, shared_weight, retain_graph=True)[0].norm() for li in L])
@@ -169,7 +222,9 @@ class GradNorm(EqualWeighting):
         return weighted_sum(L, self.w.detach())
 
     def state_dict(self) -> dict:
-        return {"w": self.w.detach().clone(), "opt": self.opt.state_dict(), "initial": self.initial_losses}
+        # a snapshot: the optimizer's own state_dict aliases its live moment tensors, which later steps mutate
+        return {"w": self.w.detach().clone(), "opt": copy.deepcopy(self.opt.state_dict()),
+                "initial": self.initial_losses}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
@@ -179,20 +234,53 @@ class GradNorm(EqualWeighting):
 
 
 class DWA(EqualWeighting):
-    """Dynamic weight average over epochs: call ``end_epoch(mean_losses)`` after each epoch."""
+    """Dynamic weight average: ``combine(losses, history=H)`` with H the (E, T) per-epoch mean losses so far.
+
+    Only the last two rows of H matter (:func:`dwa_weights`); with fewer than two epochs (or ``history=None``)
+    the weights are 1. The object keeps no history of its own: the caller owns it (and checkpoints it).
+    """
 
     def __init__(self, n_tasks: int, temperature: float = 2.0):
         super().__init__(n_tasks)
         self.temperature = temperature
-        self.history: list[Tensor] = []
-
-    def end_epoch(self, mean_losses: Tensor) -> None:
-        self.history.append(mean_losses.detach().cpu().float())
+        self._w = torch.ones(n_tasks)
 
     def weights(self) -> Tensor:
-        if not self.history:
-            return torch.ones(self.n_tasks)
-        return dwa_weights(torch.stack(self.history[-2:]), self.temperature)
+        return self._w.clone()
 
-    def combine(self, losses) -> Tensor:
-        return weighted_sum(losses, self.weights())
+    def combine(self, losses: Sequence[Tensor] | Tensor, *, history: Sequence[Tensor] | Tensor | None = None,
+                **extras) -> Tensor:
+        if history is None or len(history) < 2:
+            self._w = torch.ones(self.n_tasks)
+        else:
+            self._w = dwa_weights(_stack(list(history)[-2:]).detach().cpu().float(), self.temperature)
+        return weighted_sum(losses, self._w)
+
+
+class MGDAUB(EqualWeighting):
+    """MGDA-UB as a weighting: ``combine(losses, representation=z)`` returns Σ α_i L_i (α detached).
+
+    α comes from the min-norm solve on the gradients of the losses w.r.t. the shared representation z
+    (:func:`~adaptlab.mtl.aggregators.mgda_ub_weights`), so the caller needs one ordinary backward.
+
+    Args:
+        n_tasks: T. normalize: gradient normalisation before the solve (``"loss+"`` in Sener & Koltun's
+            MultiMNIST setting). iters: Frank–Wolfe iterations for more than two tasks.
+    """
+
+    def __init__(self, n_tasks: int, normalize: Normalization = "none", iters: int = 250):
+        super().__init__(n_tasks)
+        self.normalize, self.iters = normalize, iters
+        self._w = torch.ones(n_tasks)
+
+    def weights(self) -> Tensor:
+        return self._w.clone()
+
+    def combine(self, losses: Sequence[Tensor] | Tensor, *, representation: Tensor | None = None,
+                **extras) -> Tensor:
+        if representation is None:
+            raise ValueError("MGDAUB.combine needs representation= (the shared features every head reads); "
+                             "got None")
+        L = _stack(losses)
+        self._w = mgda_ub_weights(list(L), representation, normalize=self.normalize, iters=self.iters)
+        return (self._w * L).sum()
