@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from adaptlab.engine import make_optimizer
 from adaptlab.inner.lstsq import weighted_min_norm
 from adaptlab.tasks.fourier import TaskBatch
 
@@ -69,14 +70,6 @@ def feature_weight_meta_loss(c: Tensor, batch: TaskBatch, features: Callable[[Te
     pred = (phi_q @ alpha.unsqueeze(-1)).squeeze(-1)  # (T, m); faster than einsum on CPU
     losses = point_loss(pred, batch.y_query)  # (T, m)
     return losses.mean() if reduction == "mean" else losses.sum()
-
-
-def make_optimizer(params: list[Tensor], name: str, lr: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"optimizer={name!r} is invalid; expected 'sgd' or 'adam'")
 
 
 class FeatureWeights:
