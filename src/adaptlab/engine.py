@@ -44,6 +44,8 @@ import torch
 
 from adaptlab.errors import RunDirError
 
+__all__ = ["constant", "cosine", "derive_seed", "fit", "make_optimizer", "step_halving"]
+
 Schedule = Callable[[int], float]  # step (0-based) -> learning rate
 STATE_KEYS = ("generators", "history", "modules", "optimizer", "params", "step")
 
