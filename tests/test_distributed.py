@@ -9,6 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from adaptlab import distributed as D
+from adaptlab.engine import fit
 from adaptlab.meta.protonet import ProtoNet
 from adaptlab.models.conv4 import Conv4
 from adaptlab.tasks.episodes import EpisodeSampler
@@ -26,16 +27,21 @@ def _setup():
 
 
 def _step(net, episodes):
-    """One meta-step as the experiments do it: shard, weight by share, backward, all-reduce, SGD."""
+    """One meta-step as the experiments do it: engine.fit on this process's shard (weighted by its share of
+    the meta-batch) with the gradients summed over processes by the all_reduce hook before the SGD step."""
     pn = ProtoNet(net)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    part = episodes.shard(D.rank(), D.world_size())
-    loss = pn.loss(part)[0] * (len(part) / len(episodes))
-    opt.zero_grad()
-    loss.backward()
-    D.all_reduce_gradients(net.parameters())
-    grads = [p.grad.clone() for p in net.parameters()]
-    opt.step()
+    grads = []
+
+    def shard_loss(eps):
+        part = eps.shard(D.rank(), D.world_size())
+        return pn.loss(part)[0] * (len(part) / len(eps))
+
+    def all_reduce(params):
+        D.all_reduce_gradients(params)
+        grads.extend(p.grad.clone() for p in params)
+
+    fit(shard_loss, lambda _: episodes, steps=1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+        all_reduce=all_reduce)
     return grads, [p.detach().clone() for p in net.parameters()]
 
 

@@ -169,7 +169,7 @@ def test_protonet_quick_run_and_resume_give_identical_results(tmp_path):
             run_experiment(exp, cfg, b)
     finally:
         runner.Checkpoint.save = orig
-    assert saved["state"]["step"] == 3
+    assert saved["state"]["current"]["stage"] == "small1" and saved["state"]["current"]["state"]["step"] == 3
     res = run_experiment(exp, cfg, b, resume=True).results
     for bg in ("small1",):
         h1, h2 = full["backgrounds"][bg], res["backgrounds"][bg]

@@ -60,7 +60,7 @@ def test_resume_gives_the_same_results_as_an_uninterrupted_run(tmp_path, monkeyp
         exp.run(cfg, tmp_path / "cut", resume=False)
     monkeypatch.setattr(Checkpoint, "save", original)
     state = Checkpoint(tmp_path / "cut").load()
-    assert state["current"]["step"] == 30 and not state["done"]
+    assert state["current"]["stage"] == "fomaml-5" and state["current"]["state"]["step"] == 30 and not state["done"]
     assert exp.run(cfg, tmp_path / "cut", resume=True) == full
 
 

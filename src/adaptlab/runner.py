@@ -35,6 +35,80 @@ from adaptlab.io import (  # noqa: F401  (re-exported for experiments)
     save_figure,
 )
 
+# ------------------------------------------------------------------------------------------- stages
+
+
+class Stages:
+    """Named stages of a run (one model, one job, one background set...) kept in the run's checkpoint.
+
+    ``run(name, fn, *args)`` returns the stored result of a stage that finished before the run was
+    interrupted; otherwise it calls ``fn(*args, checkpoint)``, where ``checkpoint`` is this stage's view of
+    the run checkpoint, made to be passed to :func:`adaptlab.engine.fit`: ``load()`` gives the stage's
+    partial state from an interrupted ``--resume``'d run (else None), ``save(state)`` stores one. The result
+    (tensors, numbers, strings and containers) is stored as done. The file holds ``{"done": {name: result},
+    "current": None | {"stage", "state"}}``; any other content is refused with one line.
+
+    Args:
+        out_dir: the run folder. resume: read the folder's checkpoint (False: start over).
+        every: steps between checkpoints inside a stage (``checkpoint.every`` of the views).
+        write: save at all (False on the non-zero ranks of a torchrun launch, which read but never write).
+
+    Example::
+
+        >>> import tempfile
+        >>> stages = Stages(tempfile.mkdtemp(), resume=False)
+        >>> stages.run("double", lambda ckpt: {"x": 2 * 21})
+        {'x': 42}
+        >>> stages.run("double", lambda ckpt: 1 / 0)  # done: not run again
+        {'x': 42}
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, resume: bool, every: int = 10, write: bool = True):
+        self.ckpt, self.write = Checkpoint(out_dir, every=every), write
+        loaded = self.ckpt.load() if resume else None
+        self.state = {"done": {}, "current": None} if loaded is None else loaded
+        cur = self.state.get("current") if isinstance(self.state, dict) else None
+        if not (isinstance(self.state, dict) and sorted(self.state) == ["current", "done"]
+                and isinstance(self.state["done"], dict)
+                and (cur is None or (isinstance(cur, dict) and sorted(cur) == ["stage", "state"]))):
+            raise RunDirError(f"checkpoint {self.ckpt.path} was written by another experiment or version (it "
+                              "is not {done, current} stages); delete it or use another --out to start over")
+
+    @property
+    def done(self) -> dict:
+        """``{name: result}`` of the finished stages."""
+        return self.state["done"]
+
+    def run(self, name: str, fn: Callable[..., Any], *args) -> Any:
+        if name in self.done:
+            return self.done[name]
+        result = fn(*args, _StageCheckpoint(self, name))
+        self.done[name] = result
+        self.state["current"] = None
+        self._save()
+        return result
+
+    def _save(self) -> None:
+        if self.write:
+            self.ckpt.save(self.state)
+
+
+class _StageCheckpoint:
+    """One stage's view of the run checkpoint (``load`` / ``save`` / ``every`` / ``path``)."""
+
+    def __init__(self, stages: Stages, name: str):
+        self.stages, self.name = stages, name
+        self.every, self.path = stages.ckpt.every, stages.ckpt.path
+
+    def load(self) -> Any:
+        cur = self.stages.state["current"]
+        return cur["state"] if cur is not None and cur["stage"] == self.name else None
+
+    def save(self, state: Any) -> None:
+        self.stages.state["current"] = {"stage": self.name, "state": state}
+        self.stages._save()
+
+
 # -------------------------------------------------------------------------------------- experiments
 
 

@@ -1,17 +1,18 @@
 """Pieces shared by the ``prune-mnist`` and ``quantize-mnist`` experiments: data splits, training configs,
-resumable stages and latency helpers. (A leading underscore keeps this module out of the registry.)"""
+resumable training stages (on :class:`adaptlab.runner.Stages`) and latency helpers. (A leading underscore
+keeps this module out of the registry.)"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 
 from adaptlab.config import check
-from adaptlab.io import Checkpoint, progress
+from adaptlab.io import progress
+from adaptlab.runner import Stages
 
 
 @dataclass
@@ -84,36 +85,6 @@ def mnist1d_split(device: str, num_samples: int = 5000) -> Split:
                  ds.train_y[-n_val:].to(device), ds.test_x.to(device), ds.test_y.to(device))
 
 
-class Stages:
-    """Named stages whose results (any torch-saveable object) are kept in the run's checkpoint.
-
-    ``run(name, fn)`` returns the stored result when the stage already finished in an interrupted run;
-    otherwise it calls ``fn(resume_state, save)`` where ``save(state)`` stores a partial state for that stage
-    (e.g. from :func:`~adaptlab.compress.train.train_steps`) and ``resume_state`` is that state or None.
-    """
-
-    def __init__(self, out_dir: Path, resume: bool):
-        self.ckpt = Checkpoint(out_dir)
-        loaded = self.ckpt.load() if resume else None
-        self.state = loaded or {"done": {}, "partial": None}
-
-    def run(self, name: str, fn: Callable):
-        if name in self.state["done"]:
-            return self.state["done"][name]
-        partial = self.state["partial"]
-        resume_state = partial["state"] if partial is not None and partial["stage"] == name else None
-
-        def save(state):
-            self.state["partial"] = {"stage": name, "state": state}
-            self.ckpt.save(self.state)
-
-        result = fn(resume_state, save)
-        self.state["done"][name] = result
-        self.state["partial"] = None
-        self.ckpt.save(self.state)
-        return result
-
-
 def train_stage(stages: Stages, name: str, model: torch.nn.Module, data: Split, cfg: TrainCfg, seed: int,
                 leaves: list[torch.Tensor] | None = None, **kwargs) -> dict:
     """Train ``leaves`` (default: the model's parameters) as the resumable stage ``name``.
@@ -125,14 +96,12 @@ def train_stage(stages: Stages, name: str, model: torch.nn.Module, data: Split, 
 
     leaves = list(model.parameters()) if leaves is None else list(leaves)
 
-    def fn(resume_state, save):
+    def fn(checkpoint):
         g = torch.Generator().manual_seed(seed)
         losses = train_steps(model, leaves, data.train_x, data.train_y,
                              steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, generator=g,
                              optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                             resume=resume_state,
-                             save=save, every=100, progress=lambda it, **kw: progress(it, desc=name, **kw),
-                             **kwargs)
+                             checkpoint=checkpoint, every=100, progress=progress, desc=name, **kwargs)
         return {"state": {k: v.clone() for k, v in model.state_dict().items()},
                 "leaves": [p.detach().clone() for p in leaves], "losses": losses}
 

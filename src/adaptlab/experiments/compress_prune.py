@@ -19,7 +19,6 @@ import torch
 from adaptlab.config import BaseConfig, check
 from adaptlab.experiments._compress_common import (
     DataCfg,
-    Stages,
     TrainCfg,
     latency_pair,
     mean_loss_curve,
@@ -27,7 +26,7 @@ from adaptlab.experiments._compress_common import (
     train_stage,
 )
 from adaptlab.io import progress, save_figure
-from adaptlab.runner import Experiment
+from adaptlab.runner import Experiment, Stages
 
 
 @dataclass
@@ -113,7 +112,7 @@ def run(cfg: PruneMnistConfig, out_dir: Path, resume: bool = False) -> dict:
                     "macs_analytic": VGGNet.analytic_macs(cfg.widths)}
     res["histograms"] = {"dense": pr.weight_histograms({n: params[n] for n in names})}
 
-    def scan(_resume, _save):
+    def scan(_checkpoint):
         t0 = time.perf_counter()
         curves = sens.sensitivity_scan(model, lambda m: accuracy(m, data.val_x, data.val_y), names,
                                        cfg.prune.grid, progress=lambda it: progress(it, desc="sensitivity"))

@@ -20,7 +20,6 @@ from adaptlab.config import BaseConfig, check
 from adaptlab.experiments._compress_common import (
     DataCfg,
     Split,
-    Stages,
     TrainCfg,
     latency_pair,
     mnist1d_split,
@@ -28,7 +27,7 @@ from adaptlab.experiments._compress_common import (
     train_stage,
 )
 from adaptlab.io import save_figure
-from adaptlab.runner import Experiment
+from adaptlab.runner import Experiment, Stages
 
 MODELS = ("vgg", "lenet", "mnist1d")
 LABELS = {"vgg": "VGG (MNIST)", "lenet": "LeNet (MNIST)", "mnist1d": "MNIST-1D CNN"}

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from adaptlab.config import BaseConfig, check
+from adaptlab.engine import fit
 from adaptlab.eval.shots import (
     ShotsData,
     constant_curve,
@@ -164,8 +165,8 @@ def _example(cfg: FourierConfig, data: ShotsData, fits: dict) -> dict:
     phip = fourier_features(xp, cfg.task.d)
     out = {"n": cfg.task.n_inner, "x_train": data.x_train[i].tolist(), "y_train": data.y_train[i][0].tolist(),
            "x": xp.tolist(), "truth": (phip @ data.coef[0]).tolist()}
-    for name, fit in fits.items():
-        out[name] = (phip @ fit(data.phi_train[i], data.y_train[i][:1])[0]).tolist()
+    for name, fit_fn in fits.items():
+        out[name] = (phip @ fit_fn(data.phi_train[i], data.y_train[i][:1])[0]).tolist()
     return out
 
 
@@ -182,31 +183,21 @@ def train_and_evaluate(cfg: FourierConfig, out_dir: Path, resume: bool, tasks: F
     data = make_shots_data(tasks, sizes or study_sizes(cfg), cfg.eval.num_tasks, cfg.eval.n_test,
                            torch.Generator().manual_seed(cfg.seed + 1))
     base = baselines if baselines is not None else baseline_curves(cfg, data, metric)
-    ckpt = Checkpoint(out_dir, every=cfg.checkpoint_every)
-    state = ckpt.load() if resume else None
-    history, train_loss, start = [], [], 0
-    opt = learner.make_optimizer()
-    if state is not None:
-        learner.load_state_dict(state["learner"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
-        history, train_loss, start = state["history"], state["train_loss"], state["step"]
-
-    def log(step: int) -> None:
-        c = learner.c.detach()
-        history.append({"step": step, "curves": {"meta": shots_curve(fit_factory(c), data, metric), **base},
-                        "feature_weights": c.tolist()})
-
-    if start == 0 and not history:
-        log(0)
     steps = cfg.meta.steps
-    for step in progress(range(start + 1, steps + 1), total=steps, initial=start, desc=desc):
-        train_loss.append(learner.step(tasks.sample(cfg.meta.tasks_per_step, gen), tasks.features, optimizer=opt))
+
+    def log(step: int, hist: dict) -> None:  # at step 0, every eval.every steps and at the end
         if step % cfg.eval.every == 0 or step == steps:
-            log(step)
-        if ckpt.due(step) and step < steps:
-            ckpt.save({"learner": learner.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                       "history": history, "train_loss": train_loss, "step": step})
+            c = learner.c.detach()
+            curves = {"meta": shots_curve(fit_factory(c), data, metric), **base}
+            hist["evals"].append({"step": step, "curves": curves, "feature_weights": c.tolist()})
+
+    hist = fit(lambda batch: learner.meta_loss(batch, tasks.features),
+               lambda _: tasks.sample(cfg.meta.tasks_per_step, gen), steps=steps, generator=gen,
+               optimizer=learner.make_optimizer(),
+               modules={"learner": learner}, history={"evals": []}, callbacks=[log],
+               checkpoint=Checkpoint(out_dir, every=cfg.checkpoint_every), resume=resume,
+               progress=progress, desc=desc)
+    history, train_loss = hist["evals"], hist["loss"]
     c = learner.c.detach()
     results = {"curves": history[-1]["curves"], "history": history, "feature_weights": c.tolist(),
                "train_loss": train_loss, "noise_var": cfg.task.noise ** 2, "support": list(cfg.task.support),

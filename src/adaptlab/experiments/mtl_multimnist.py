@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
+from adaptlab.engine import fit
 from adaptlab.eval.metrics import accuracy
-from adaptlab.io import Checkpoint, progress
-from adaptlab.runner import Experiment
+from adaptlab.io import progress
+from adaptlab.runner import Experiment, Stages
 
 TASKS = ("left", "right")
 ALL_METHODS = ("single", "equal", "uncertainty", "gradnorm", "dwa", "mgda-ub", "mgda", "pcgrad", "cagrad")
@@ -118,11 +118,11 @@ def _net(tasks, cfg: MultiMNISTConfig):
 # ------------------------------------------------------------------------------------- one training
 
 
-def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, save, saved: dict | None):
-    """Train one job (method, seed[, fixed weights]) and return (net, record).
+def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, checkpoint=None):
+    """Train one job (method, seed[, fixed weights]) with :func:`~adaptlab.engine.fit`; return (net, record).
 
-    ``save(state)`` is called after each epoch with the full mid-job state; ``saved`` is such a state to
-    continue from (``--resume``), so a resumed job matches an uninterrupted one.
+    One step is one mini-batch; the checkpoint is saved after every epoch but the last, so a resumed job
+    (``checkpoint`` is its stage of the run) matches an uninterrupted one.
     """
     from adaptlab.mtl.train import MethodStep
 
@@ -134,35 +134,49 @@ def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, save, saved: dict | 
     step = MethodStep.from_name(job["method"], net, tasks, F.cross_entropy, lambda ps: opt_cls(ps, lr=tc.lr),
                                 fixed_weights=job.get("weights", ()), mgda_normalize=tc.mgda_normalize,
                                 cagrad_c=tc.cagrad_c, gradnorm_alpha=tc.gradnorm_alpha, generator=gen)
-    rec, start = {"cosine": [], "weights": [], "epoch_loss": [], "seconds": 0.0}, 0
-    if saved is not None:
-        net.load_state_dict(saved["model"])
-        step.load_state_dict(saved["step"])
-        gen.set_state(saved["gen"])
-        torch.set_rng_state(saved["rng"])
-        rec, start = saved["rec"], saved["epoch"]
     n, bs = data["x"].shape[0], tc.batch_size
+    per_epoch = -(-n // bs)  # batches per epoch, the last one partial
     diag = job["seed"] == cfg.seeds[0] and len(tasks) == 2
-    for epoch in range(start, tc.epochs):
-        t0 = time.perf_counter()
-        order = torch.randperm(n, generator=gen).to(cfg.device)
-        total = torch.zeros(len(tasks))
-        for b, i in enumerate(progress(range(0, n, bs), desc=f"{job['name']} epoch {epoch + 1}")):
-            idx = order[i:i + bs]
-            x, ys = data["x"][idx], {t: data[t][idx] for t in tasks}
-            if diag and b % tc.diag_every == 0:
-                rec["cosine"].append(float(step.gradient_cosine(x, ys)[0, 1]))
-            total += step(x, ys).cpu() * idx.numel()
-            if diag and b % tc.diag_every == 0 and step.last_weights is not None:
-                rec["weights"].append([float(w) for w in step.last_weights])
-        rec["epoch_loss"].append((total / n).tolist())
-        rec["seconds"] += time.perf_counter() - t0
-        step.end_epoch(total / n)
-        if epoch + 1 < tc.epochs:
-            save({"name": job["name"], "epoch": epoch + 1, "model": net.state_dict(), "step": step.state_dict(),
-                  "gen": gen.get_state(), "rng": torch.get_rng_state(), "rec": rec})
+    total = torch.zeros(len(tasks))  # the epoch's summed task losses
+    epoch = {}
+
+    def batch(i: int):
+        b = i % per_epoch
+        if b == 0:  # a new epoch: a new order of the training images
+            epoch["order"] = torch.randperm(n, generator=gen).to(cfg.device)
+        idx = epoch["order"][b * bs:(b + 1) * bs]
+        return b, data["x"][idx], {t: data[t][idx] for t in tasks}
+
+    def train(batch, rec):
+        b, x, ys = batch
+        if diag and b % tc.diag_every == 0:
+            rec["cosine"].append(float(step.gradient_cosine(x, ys)[0, 1]))
+        losses = step(x, ys)  # forward, backward and the optimizer step of the method
+        total.add_(losses.cpu() * x.shape[0])
+        if diag and b % tc.diag_every == 0 and step.last_weights is not None:
+            rec["weights"].append([float(w) for w in step.last_weights])
+        return losses.sum()
+
+    def end_epoch(i: int, rec: dict) -> None:
+        if i > 0 and i % per_epoch == 0:
+            rec["epoch_loss"].append((total / n).tolist())
+            step.end_epoch(total / n)
+            total.zero_()
+
+    rec = {"cosine": [], "weights": [], "epoch_loss": []}
+    fit(lambda b: train(b, rec), batch, steps=tc.epochs * per_epoch, modules={"model": net, "method": step},
+        generator={"batches": gen, "global": torch.default_generator}, history=rec, checkpoint=checkpoint,
+        every=per_epoch, callbacks=[end_epoch], progress=progress, desc=job["name"])
     rec["accuracy"] = accuracy(net, data["tx"], {t: data["t" + t] for t in tasks}, batch=2000, scale=100.0)
     return net, rec
+
+
+def _job_record(job: dict, cfg: MultiMNISTConfig, data: dict, checkpoint) -> dict:
+    """One stage of the run: train the job; the seed-0 models (Pareto sweep aside) are kept for the CKA."""
+    net, rec = train_job(job, cfg, data, checkpoint)
+    if job["seed"] == cfg.seeds[0] and job["group"] != "pareto":
+        rec["model"] = {k: v.cpu() for k, v in net.state_dict().items()}
+    return rec
 
 
 def jobs(cfg: MultiMNISTConfig) -> list[dict]:
@@ -211,7 +225,7 @@ def checkpoint_selection(cfg: MultiMNISTConfig, data: dict, encoders: dict) -> d
         job = {"name": f"probe-{t}", "method": "equal", "tasks": (t,), "seed": cfg.seeds[0]}
         small = {"x": xtr, t: data[t][-n:], "tx": xte, "t" + t: data["t" + t][:m]}
         pcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=cfg.probe_epochs, batch_size=50))
-        probe, rec = train_job(job, pcfg, small, lambda s: None, None)
+        probe, rec = train_job(job, pcfg, small)
         pf = encoder_features(probe, xte)
         from adaptlab.mtl.diagnostics import select_by_cka
 
@@ -235,24 +249,11 @@ def run(cfg: MultiMNISTConfig, out_dir: Path, resume: bool) -> dict:
     from adaptlab.mtl.diagnostics import delta_m, linear_cka
 
     data = build_data(cfg)
-    ckpt = Checkpoint(out_dir, every=1)
-    state = (ckpt.load() if resume else None) or {"done": {}, "current": None}
-    done = state["done"]
-
-    def save(current):
-        ckpt.save({"done": done, "current": current})
-
+    stages = Stages(out_dir, resume)
     todo = jobs(cfg)
     for job in progress(todo, desc="mtl-multimnist jobs"):
-        if job["name"] in done:
-            continue
-        cur = state["current"] if state["current"] and state["current"]["name"] == job["name"] else None
-        net, rec = train_job(job, cfg, data, save, cur)
-        if job["seed"] == cfg.seeds[0] and job["group"] != "pareto":
-            rec["model"] = {k: v.cpu() for k, v in net.state_dict().items()}
-        done[job["name"]] = rec
-        state["current"] = None
-        save(None)
+        stages.run(job["name"], _job_record, job, cfg, data)
+    done = stages.done
 
     # --- accuracies, mean ± std over seeds, Δm vs single task
     acc = {}

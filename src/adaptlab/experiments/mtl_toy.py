@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.io import Checkpoint, progress
-from adaptlab.runner import Experiment
+from adaptlab.io import progress
+from adaptlab.runner import Experiment, Stages
 
 METHODS = ("mean", "mgda", "pcgrad", "cagrad")
 CAPTIONS = {
@@ -63,35 +63,28 @@ def _stationarity(problem, pts: torch.Tensor) -> list[float]:
     return (d.norm(dim=-1) / scale).tolist()
 
 
-def run(cfg: ToyConfig, out_dir: Path, resume: bool) -> dict:
+def _problem(cfg: ToyConfig, name: str, checkpoint) -> dict:
+    """One stage of the run: every method's trajectories on one problem, and their end points."""
     from adaptlab.mtl.toy import PROBLEMS, trajectories
 
-    ckpt = Checkpoint(out_dir)
-    saved = (ckpt.load() if resume else None) or {"done": {}, "current": None}
-    done = saved["done"]
+    problem, inits, _ = PROBLEMS[name]
+    r = trajectories(problem, inits, cfg.methods, cfg.steps, lr=cfg.lr, c=cfg.c, record_every=cfg.record_every,
+                     checkpoint=checkpoint)
+    finals = r["paths"][:, :, -1]  # (M, I, 2)
+    return {
+        "inits": [list(p) for p in inits],
+        "paths": {m: r["paths"][k].tolist() for k, m in enumerate(cfg.methods)},
+        "final": {m: finals[k].tolist() for k, m in enumerate(cfg.methods)},
+        "final_losses": {m: r["losses"][k, :, -1].tolist() for k, m in enumerate(cfg.methods)},
+        "final_stationarity": {m: _stationarity(problem, finals[k]) for k, m in enumerate(cfg.methods)},
+    }
+
+
+def run(cfg: ToyConfig, out_dir: Path, resume: bool) -> dict:
+    stages = Stages(out_dir, resume)
     for name in progress(cfg.problems, desc="mtl-toy problems"):
-        if name in done:
-            continue
-        problem, inits, _ = PROBLEMS[name]
-
-        def on_chunk(state, name=name):
-            ckpt.save({"done": done, "current": {"problem": name, **state}})
-
-        cur = saved["current"] if saved["current"] and saved["current"]["problem"] == name else None
-        state = None if cur is None else {k: v for k, v in cur.items() if k != "problem"}
-        r = trajectories(problem, inits, cfg.methods, cfg.steps, lr=cfg.lr, c=cfg.c,
-                         record_every=cfg.record_every, state=state, on_chunk=on_chunk)
-        finals = r["paths"][:, :, -1]  # (M, I, 2)
-        done[name] = {
-            "inits": [list(p) for p in inits],
-            "paths": {m: r["paths"][k].tolist() for k, m in enumerate(cfg.methods)},
-            "final": {m: finals[k].tolist() for k, m in enumerate(cfg.methods)},
-            "final_losses": {m: r["losses"][k, :, -1].tolist() for k, m in enumerate(cfg.methods)},
-            "final_stationarity": {m: _stationarity(problem, finals[k]) for k, m in enumerate(cfg.methods)},
-        }
-        saved["current"] = None
-        ckpt.save({"done": done, "current": None})
-    return {"problems": {p: done[p] for p in cfg.problems}, "methods": list(cfg.methods), "steps": cfg.steps}
+        stages.run(name, _problem, cfg, name)
+    return {"problems": {p: stages.done[p] for p in cfg.problems}, "methods": list(cfg.methods), "steps": cfg.steps}
 
 
 def figures(results: dict, cfg: ToyConfig, out_dir: Path) -> list[str]:

@@ -14,7 +14,6 @@ Published context on the 20 runs (Lake et al. 2015) is stored in the results and
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,11 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
+from adaptlab.engine import derive_seed, fit, make_optimizer, step_halving
 from adaptlab.experiments._omniglot_report import figures, summary
-from adaptlab.io import Checkpoint, progress
-from adaptlab.runner import Experiment
+from adaptlab.io import progress
+from adaptlab.runner import Experiment, Stages
 
 BACKGROUNDS = ("small1", "small2", "small")
+#: derived seeds: stream i < 100 trains on BACKGROUNDS[i]; stream 100 + j draws the episodes of eval setting j
+EVAL_STREAM = 100
 #: Published 20-run error rates (%), Lake, Salakhutdinov & Tenenbaum, Science 2015.
 PUBLISHED = {
     "people": 4.5, "BPL (full background)": 3.3, "BPL (minimal 1)": 4.3, "BPL (minimal 2)": 4.0,
@@ -206,58 +208,41 @@ def oneshot20_cost(embed, head, device):
 # ------------------------------------------------------------------------------------------ training
 
 
-def _train(cfg, bg, parts, state, ckpt, done):
-    """Meta-train (or pretrain) for ``train.steps`` steps, resuming from ``state``; returns the history."""
+def _train(cfg, bg, parts, checkpoint=None):
+    """Meta-train (or pretrain) for ``train.steps`` steps with :func:`~adaptlab.engine.fit`; returns the
+    history and the training seconds. Under torchrun each process takes its shard of the meta-batch and the
+    gradients are summed over processes before every step."""
     from adaptlab import distributed as D
     from adaptlab.eval.oneshot20 import oneshot20_error
 
     model, trainable, sample, loss_fn, embed, head = parts
     t = cfg.train
-    opt = torch.optim.Adam(trainable, lr=t.lr)
-    g = torch.Generator().manual_seed(cfg.seed * 1000 + BACKGROUNDS.index(bg))
-    hist = {"step": [], "loss": [], "curve_step": [], "curve_seconds": [], "curve_error": []}
-    step, elapsed = 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        g.set_state(state["generator"])
-        hist, step, elapsed = state["history"], state["step"], state["seconds"]
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, BACKGROUNDS.index(bg)))
     row = "feature-nn" if cfg.method == "baselines" else cfg.method
 
-    def curve():
-        hist["curve_step"].append(step)
-        hist["curve_seconds"].append(elapsed)
-        errs = oneshot20_error(oneshot20_cost(embed, head, cfg.device), cfg.data.size, _root(cfg))
-        hist["curve_error"].append(errs[row]["error"])
-
-    if step == 0 and t.curve_every < t.steps:
-        curve()
-    bar = progress(range(step, t.steps), total=t.steps, initial=step, desc=f"{cfg.method} {bg}")
-    for _ in bar:
-        t0 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = t.lr * 0.5 ** (step // t.lr_halve_every) if t.lr_halve_every else t.lr
-        batch = sample(g)
+    def step(batch):
         if D.world_size() > 1 and cfg.method != "baselines":   # this process's share of the meta-batch
             D.shard_bounds(len(batch))                          # raises if meta_batch < processes
             part = batch.shard(D.rank(), D.world_size())
-            loss = loss_fn(part) * (len(part) / len(batch))
-        else:
-            loss = loss_fn(batch)
-        opt.zero_grad()
-        loss.backward()
-        D.all_reduce_gradients(trainable)
-        opt.step()
-        step += 1
-        elapsed += time.perf_counter() - t0
-        hist["step"].append(step)
-        hist["loss"].append(loss.item())
-        if step % t.curve_every == 0 or (step == t.steps and t.curve_every < t.steps):
-            curve()
-        if step % t.checkpoint_every == 0 and step < t.steps and D.is_main():
-            ckpt.save({"done": done, "current": bg, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                       "generator": g.get_state(), "history": hist, "step": step, "seconds": elapsed})
-    return hist, elapsed
+            return loss_fn(part) * (len(part) / len(batch))
+        return loss_fn(batch)
+
+    def curve(step: int, hist: dict) -> None:  # the 20-run error against training seconds
+        if step > 0:
+            hist["step"].append(step)
+        if 0 < step and step % t.curve_every == 0 or step in (0, t.steps) and t.curve_every < t.steps:
+            hist["curve_step"].append(step)
+            hist["curve_seconds"].append(hist["seconds"])
+            errs = oneshot20_error(oneshot20_cost(embed, head, cfg.device), cfg.data.size, _root(cfg))
+            hist["curve_error"].append(errs[row]["error"])
+
+    hist = {"step": [], "loss": [], "curve_step": [], "curve_seconds": [], "curve_error": []}
+    fit(step, lambda _: sample(g), steps=t.steps, optimizer=make_optimizer(trainable, "adam", t.lr),
+        schedule=step_halving(t.lr, t.lr_halve_every), generator=g, modules={"model": model}, history=hist,
+        checkpoint=checkpoint, callbacks=[curve], all_reduce=D.all_reduce_gradients, progress=progress,
+        desc=f"{cfg.method} {bg}")
+    seconds = hist.pop("seconds")
+    return hist, seconds
 
 
 def _evaluate(cfg, bg, embed, head) -> dict:
@@ -282,39 +267,38 @@ def _evaluate(cfg, bg, embed, head) -> dict:
         head = _embedding_head(embed, head)             # embeddings do not depend on the batch)
     for i, (way, shot) in enumerate((w, s) for w in e.ways for s in e.shots):
         sampler = EpisodeSampler(x, y, way, shot, e.queries)
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + 100 + i)   # same episodes for every method
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, EVAL_STREAM + i))  # same episodes for every method
         for name, res in episode_accuracy(head, sampler, e.episodes, g, e.batch, cfg.device).items():
             out["episodic"].setdefault(name, {})[f"{way}-way {shot}-shot"] = res
     return out
 
 
+def _background(cfg: OmniglotConfig, bg: str, checkpoint=None) -> dict:
+    """Train and evaluate on one background set (one stage of the run)."""
+    from adaptlab.data.omniglot import load_characters
+
+    chars = load_characters(bg, cfg.data.size, _root(cfg), cfg.data.download)
+    if cfg.data.rotations:
+        chars = chars.with_rotations()
+    x, y = chars.labelled()
+    torch.manual_seed(derive_seed(cfg.seed, BACKGROUNDS.index(bg)))       # same init on every process
+    parts = build(cfg, x, y, len(chars))
+    hist, seconds = _train(cfg, bg, parts, checkpoint)
+    res = _evaluate(cfg, bg, parts[4], parts[5])
+    return {"classes": len(chars), "alphabets": chars.alphabet_names, "train_seconds": seconds,
+            "history": hist, **res}
+
+
 def run(cfg: OmniglotConfig, out_dir: Path, resume: bool) -> dict:
     from adaptlab import distributed as D
-    from adaptlab.data.omniglot import load_characters
     from adaptlab.eval.oneshot20 import mhd_cost, oneshot20_error
 
     D.init_from_env(cfg.device)
     torch.manual_seed(cfg.seed)
-    ckpt = Checkpoint(out_dir, every=cfg.train.checkpoint_every)
-    saved = ckpt.load() if resume else None
-    done: dict = dict(saved["done"]) if saved else {}
+    stages = Stages(out_dir, resume, every=cfg.train.checkpoint_every, write=D.is_main())  # rank 0 writes
     for bg in cfg.data.backgrounds:
-        if bg in done:
-            continue
-        chars = load_characters(bg, cfg.data.size, _root(cfg), cfg.data.download)
-        if cfg.data.rotations:
-            chars = chars.with_rotations()
-        x, y = chars.labelled()
-        torch.manual_seed(cfg.seed * 1000 + BACKGROUNDS.index(bg))       # same init on every process
-        parts = build(cfg, x, y, len(chars))
-        state = saved if saved is not None and saved.get("current") == bg else None
-        hist, seconds = _train(cfg, bg, parts, state, ckpt, done)
-        res = _evaluate(cfg, bg, parts[4], parts[5])
-        done[bg] = {"classes": len(chars), "alphabets": chars.alphabet_names, "train_seconds": seconds,
-                    "history": hist, **res}
-        if D.is_main():
-            ckpt.save({"done": done, "current": None})
-    results = {"method": cfg.method, "backgrounds": done, "published": PUBLISHED}
+        stages.run(bg, _background, cfg, bg)
+    results = {"method": cfg.method, "backgrounds": stages.done, "published": PUBLISHED}
     if cfg.method == "baselines" and cfg.eval.mhd:
         results["mhd"] = oneshot20_error(mhd_cost, root=_root(cfg))
     return results

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
+from adaptlab.engine import derive_seed, fit, make_optimizer
 from adaptlab.eval.stats import mean_ci95
-from adaptlab.io import Checkpoint, progress, save_figure
+from adaptlab.io import progress, save_figure
 from adaptlab.meta.maml import MAML, adapt_tasks
 from adaptlab.models.mlp import MLP
-from adaptlab.runner import Experiment
+from adaptlab.runner import Experiment, Stages
 from adaptlab.tasks.sinusoid import SinusoidTasks
 
 METHODS = ("maml", "fomaml", "pretrained")
@@ -46,8 +47,8 @@ class SinusoidConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(len(self.shots) > 0 and all(k >= 1 for k in self.shots), "shots", self.shots,
-              "a non-empty list of positive integers, e.g. 5,10")
+        check(len(self.shots) > 0 and all(1 <= k <= 99 for k in self.shots), "shots", self.shots,
+              "a non-empty list of integers in 1..99, e.g. 5,10 (each K seeds its own stream)")
         bad = [m for m in self.methods if m not in METHODS]
         check(len(self.methods) > 0 and not bad, "methods", self.methods, f"a non-empty subset of {METHODS}")
         check(len(self.hidden) > 0 and all(h >= 1 for h in self.hidden), "hidden", self.hidden,
@@ -66,40 +67,23 @@ def _model(cfg: SinusoidConfig) -> MLP:
     return MLP((1, *cfg.hidden, 1)).to(cfg.device)
 
 
-def train_one(cfg: SinusoidConfig, k: int, method: str, ckpt: Checkpoint, state: dict) -> dict:
-    """Train one (K, method) model; resumes from ``state["current"]`` and saves into ``state``."""
-    key = f"{method}-{k}"
+def train_one(cfg: SinusoidConfig, k: int, method: str, checkpoint=None) -> dict:
+    """Train one (K, method) model with :func:`~adaptlab.engine.fit`; ``checkpoint`` is its stage of the run."""
     model = _model(cfg)
     maml = MAML(model, F.mse_loss, cfg.inner_lr, cfg.inner_steps, first_order=method == "fomaml")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + 10 * k + METHODS.index(method))
+    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 10 * k + METHODS.index(method)))
     tasks = SinusoidTasks(device=cfg.device)
-    cur = state.get("current")
-    start, losses = 0, []
-    if cur is not None and cur["key"] == key:
-        model.load_state_dict(cur["model"])
-        opt.load_state_dict(cur["opt"])
-        gen.set_state(cur["gen"])
-        start, losses = cur["step"], cur["train_loss"]
-    for step in progress(range(start + 1, cfg.meta_steps + 1), total=cfg.meta_steps, initial=start, desc=key):
-        b = tasks.sample(cfg.tasks_per_step, gen, n_support=k, n_query=k)
-        opt.zero_grad(set_to_none=True)
+
+    def step(b):
         if method == "pretrained":  # the regression loss of all sampled points, no adaptation
             x, y = torch.cat([b.support_x, b.query_x], 1), torch.cat([b.support_y, b.query_y], 1)
-            loss = F.mse_loss(model(x.reshape(-1, 1)), y.reshape(-1, 1))
-        else:
-            loss = maml.loss(b)[0]
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if ckpt.due(step) and step < cfg.meta_steps:
-            state["current"] = {"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
-                                "gen": gen.get_state(), "step": step, "train_loss": losses}
-            ckpt.save(state)
-    state["done"][key] = {"model": model.state_dict(), "train_loss": losses}
-    state["current"] = None
-    ckpt.save(state)
-    return state["done"][key]
+            return F.mse_loss(model(x.reshape(-1, 1)), y.reshape(-1, 1))
+        return maml.loss(b)[0]
+
+    hist = fit(step, lambda _: tasks.sample(cfg.tasks_per_step, gen, n_support=k, n_query=k), steps=cfg.meta_steps,
+               optimizer=make_optimizer(model.parameters(), "adam", cfg.outer_lr), generator=gen,
+               modules={"model": model}, checkpoint=checkpoint, progress=progress, desc=f"{method}-{k}")
+    return {"model": model.state_dict(), "train_loss": hist["loss"]}
 
 
 def evaluate(cfg: SinusoidConfig, k: int, model: MLP) -> dict:
@@ -121,13 +105,12 @@ def evaluate(cfg: SinusoidConfig, k: int, model: MLP) -> dict:
 
 
 def run(cfg: SinusoidConfig, out_dir: Path, resume: bool = False) -> dict:
-    ckpt = Checkpoint(out_dir, every=cfg.checkpoint_every)
-    state = (ckpt.load() if resume else None) or {"done": {}, "current": None}
+    stages = Stages(out_dir, resume, every=cfg.checkpoint_every)
     results: dict = {"steps": list(range(cfg.eval_steps + 1)), "shots": {}}
     for k in cfg.shots:
         per = results["shots"].setdefault(str(k), {})
         for method in cfg.methods:
-            done = state["done"].get(f"{method}-{k}") or train_one(cfg, k, method, ckpt, state)
+            done = stages.run(f"{method}-{k}", train_one, cfg, k, method)
             model = _model(cfg)
             model.load_state_dict(done["model"])
             ev = evaluate(cfg, k, model)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import vmap
 
+from adaptlab.engine import fit, make_optimizer
 from adaptlab.io import progress
 
 
@@ -100,8 +101,7 @@ def embed_episodes(embed, support_x: torch.Tensor, query_x: torch.Tensor) -> tup
 
 
 def pretrain_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int,
-                        lr: float, generator: torch.Generator, state: dict | None = None,
-                        on_step=None) -> nn.Module:
+                        lr: float, generator: torch.Generator, checkpoint=None, callbacks=()) -> nn.Module:
     """Ordinary supervised pretraining: Adam on the cross-entropy of random mini-batches of ``(x, y)``.
 
     Args:
@@ -109,21 +109,14 @@ def pretrain_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step
         x, y: (M, ...) images and (M,) labels 0..C-1.
         steps, batch, lr: schedule.
         generator: draws the mini-batches.
-        state: ``{"step", "optimizer"}`` to resume from (updated in place).
-        on_step: ``on_step(step, loss, state)`` after each step (checkpointing, curves).
+        checkpoint: save to and resume from (see :func:`adaptlab.engine.fit`).
+        callbacks: ``callback(step, history)`` after each step (curves); ``history["loss"]`` holds the losses.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    state = {"step": 0} if state is None else state
-    if "optimizer" in state:
-        opt.load_state_dict(state["optimizer"])
-    state["optimizer"] = opt.state_dict()
-    for step in progress(range(state["step"], steps), total=steps, initial=state["step"], desc="pretrain"):
+    def sample(_):
         idx = torch.randint(len(x), (batch,), generator=generator).to(x.device)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        state["step"] = step + 1
-        if on_step is not None:
-            on_step(step + 1, loss.item(), state)
+        return x[idx], y[idx]
+
+    fit(lambda b: F.cross_entropy(model(b[0]), b[1]), sample, steps=steps,
+        optimizer=make_optimizer(model.parameters(), "adam", lr), generator=generator, modules={"model": model},
+        checkpoint=checkpoint, callbacks=callbacks, progress=progress, desc="pretrain")
     return model

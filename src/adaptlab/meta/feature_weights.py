@@ -102,9 +102,6 @@ def _features(batch: SupportQuery, part: str, features: Callable[[Tensor], Tenso
     return features(getattr(batch, f"{part}_x"))
 
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
-
-
 class FeatureWeights:
     """Feature weights c learned by gradient descent on the post-adaptation query loss.
 
@@ -121,7 +118,7 @@ class FeatureWeights:
                  point_loss: PointLoss = squared_error, reduction: Literal["mean", "sum"] = "mean",
                  optimizer: Literal["sgd", "adam"] = "sgd", lr: float = 1e-2,
                  dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
-        if optimizer not in OPTIMIZERS:
+        if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer={optimizer!r} is invalid; expected 'sgd' or 'adam'")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction={reduction!r} is invalid; expected 'mean' or 'sum'")
@@ -141,7 +138,9 @@ class FeatureWeights:
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """A fresh outer optimizer over :meth:`parameters` with this learner's ``optimizer`` and ``lr``."""
-        return OPTIMIZERS[self.optimizer](self.parameters(), lr=self.lr)
+        from adaptlab.engine import make_optimizer
+
+        return make_optimizer(self.parameters(), self.optimizer, self.lr)
 
     def functional(self, features: Callable[[Tensor], Tensor] | None = None):
         """The pure core ``loss(params, buffers, batch) -> (loss, aux)`` with the settings bound."""

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from adaptlab.engine import fit
 from adaptlab.mtl.aggregators import Aggregator
 from adaptlab.mtl.registry import make_aggregator
 
@@ -82,43 +83,36 @@ def direction(aggregator: Aggregator, G: Tensor) -> Tensor:
 
 
 def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[float]], methods: Sequence[str],
-                 steps: int, lr: float = 1e-3, c: float = 0.5, record_every: int = 100,
-                 state: dict | None = None, on_chunk: Callable[[dict], None] | None = None) -> dict:
+                 steps: int, lr: float = 1e-3, c: float = 0.5, record_every: int = 100, checkpoint=None) -> dict:
     """Adam on every (method, start) pair at once; Adam is elementwise, so one optimiser over the stacked
-    (M, I, 2) parameters equals M·I independent ones.
+    (M, I, 2) parameters equals M·I independent ones. The loop is :func:`adaptlab.engine.fit`, the update
+    direction of each method filling the gradient.
 
     Args:
         problem: losses of theta (..., 2). inits: I starting points. methods: M names for :func:`toy_aggregator`.
         steps: Adam steps. lr: step size (1e-3 as in the released toy). c: CAGrad radius.
         record_every: keep every k-th point of the paths.
-        state: a dict from ``on_chunk`` to continue from (resume). on_chunk: called every ``record_every*50``
-            steps with the full state (for checkpoints).
+        checkpoint: saved every ``record_every * 50`` steps and resumed from (see :func:`adaptlab.engine.fit`).
 
     Returns:
-        dict with ``paths`` (M, I, K, 2), ``losses`` (M, I, K, 2) and the optimiser state.
+        dict with ``paths`` (M, I, K, 2) and ``losses`` (M, I, K, 2).
     """
     M, I = len(methods), len(inits)
-    if state is None:
-        theta = torch.tensor(list(inits), dtype=torch.float64).expand(M, I, 2).clone().requires_grad_(True)
-        opt = torch.optim.Adam([theta], lr=lr)
-        state = {"step": 0, "theta": theta, "opt": opt.state_dict(), "paths": [theta.detach().clone()],
-                 "losses": [problem(theta.detach())]}
-    theta = state["theta"].detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=lr)
-    opt.load_state_dict(state["opt"])
-    paths, losses = list(state["paths"]), list(state["losses"])
-    chunk = record_every * 50
-    for step in range(state["step"] + 1, steps + 1):
+    theta = torch.tensor(list(inits), dtype=torch.float64).expand(M, I, 2).clone().requires_grad_(True)
+    hist = {"paths": [theta.detach().clone()], "losses": [problem(theta.detach())]}
+
+    def step(_):
         _, G = point_gradients(problem, theta.detach())  # (M, I, 2, 2)
         theta.grad = torch.stack([direction(toy_aggregator(m, c), G[k]) for k, m in enumerate(methods)])
-        opt.step()
-        if step % record_every == 0 or step == steps:
-            paths.append(theta.detach().clone())
-            losses.append(problem(theta.detach()))
-        if on_chunk is not None and (step % chunk == 0) and step < steps:
-            on_chunk({"step": step, "theta": theta.detach().clone(), "opt": opt.state_dict(),
-                      "paths": paths, "losses": losses})
-    return {"paths": torch.stack(paths, dim=2), "losses": torch.stack(losses, dim=2)}
+
+    def record(step: int, hist: dict) -> None:
+        if step > 0 and (step % record_every == 0 or step == steps):
+            hist["paths"].append(theta.detach().clone())
+            hist["losses"].append(problem(theta.detach()))
+
+    fit(step, steps=steps, optimizer=torch.optim.Adam([theta], lr=lr), params=[theta], history=hist,
+        checkpoint=checkpoint, every=record_every * 50, callbacks=[record])
+    return {"paths": torch.stack(hist["paths"], dim=2), "losses": torch.stack(hist["losses"], dim=2)}
 
 
 def pcgrad_toy_pareto_set(top: float = 10.0, n: int = 50) -> Tensor:
