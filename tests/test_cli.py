@@ -216,3 +216,16 @@ def test_a_quick_summary_says_it_is_a_smoke_test(tmp_path):
 def test_threads_out_of_range_are_refused(tmp_path, n):
     code, _, err = cli("run", "alias-two-feature", "--quick", "--threads", n, "--out", str(tmp_path / "t"))
     assert code == 2 and "--threads" in err and not (tmp_path / "t").exists()
+
+
+def test_timings_are_kept_out_of_results_json(tmp_path, monkeypatch):
+    import json
+
+    from adaptlab.experiments import get
+
+    exp = get("alias-two-feature")
+    monkeypatch.setattr(exp, "run", lambda cfg, out_dir, resume=False: {"acc": 0.5, "timings": {"train_s": 1.25}})
+    assert cli("run", "alias-two-feature", "--quick", "--out", str(tmp_path / "r"))[0] == 0
+    assert json.loads((tmp_path / "r" / "results.json").read_text()) == {"acc": 0.5}
+    timings = json.loads((tmp_path / "r" / "timings.json").read_text())
+    assert timings["train_s"] == 1.25 and timings["wall_seconds"] >= 0

@@ -3,6 +3,8 @@
 A run folder holds::
 
     config.json     the fully resolved config (written first)
+    timings.json    wall-clock measurements (the run's wall time, and any ``results["timings"]`` of the
+                    experiment), kept out of results.json so that results.json is reproducible byte for byte
     checkpoint.pt   training state while the run is in progress (removed when it finishes)
     results.json    the numbers (written last, atomically: its presence means the run finished)
     *.png           figures drawn from results.json
@@ -121,7 +123,9 @@ class Experiment:
         description: one line for ``adaptlab list``.
         config_cls: dataclass deriving from BaseConfig; its defaults are the experiment's default form.
         run: ``run(config, out_dir: Path, resume: bool) -> dict`` (JSON-ready results). It may use
-            :class:`Checkpoint` in ``out_dir`` to make ``resume`` continue an interrupted run.
+            :class:`Checkpoint` in ``out_dir`` to make ``resume`` continue an interrupted run. Wall-clock
+            measurements go under ``results["timings"]``: figures and the summary see them, but they are
+            written to timings.json, not results.json.
         figures: ``figures(results, config, out_dir) -> list[str]`` writes PNGs, returns their names.
         summary: ``summary(results, config) -> str`` markdown for summary.md.
         quick: dotted overrides giving the < 1 minute form (``--quick``).
@@ -317,7 +321,11 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
             summary_md = f"# {exp.name}\n\n{banner}{summary}\n\nWall time: {seconds:.2f} s\n"
             atomic_write_text(out / "summary.md", summary_md)
             _write_report(out, exp.name, cfg, results, summary_md)
-            atomic_write_json(out / "results.json", results)  # last: its presence marks a finished run
+            timings = {"wall_seconds": round(seconds, 3), **results.get("timings", {})}
+            atomic_write_json(out / "timings.json", timings)
+            # last: its presence marks a finished run; wall-clock measurements live in timings.json, so the same
+            # seed gives a byte-identical results.json
+            atomic_write_json(out / "results.json", {k: v for k, v in results.items() if k != "timings"})
             Checkpoint(out).clear()
         except BaseException:
             if not resume and not _has_checkpoint(out):  # nothing worth resuming: leave nothing behind
@@ -353,7 +361,7 @@ def _remove_partial(out: Path, top: Path | None, wrote_config: bool) -> None:
         shutil.rmtree(top, ignore_errors=True)
         return
     if wrote_config:
-        for name in ("config.json", "summary.md", "report.html"):
+        for name in ("config.json", "summary.md", "report.html", "timings.json"):
             (out / name).unlink(missing_ok=True)
 
 
