@@ -225,7 +225,10 @@ def test_timings_are_kept_out_of_results_json(tmp_path, monkeypatch):
 
     exp = get("alias-two-feature")
     monkeypatch.setattr(exp, "run", lambda cfg, out_dir, resume=False: {"acc": 0.5, "timings": {"train_s": 1.25}})
+    monkeypatch.setattr(exp, "figures", None)
+    monkeypatch.setattr(exp, "summary", lambda results, cfg: f"trained in {results['timings']['train_s']} s")
     assert cli("run", "alias-two-feature", "--quick", "--out", str(tmp_path / "r"))[0] == 0
     assert json.loads((tmp_path / "r" / "results.json").read_text()) == {"acc": 0.5}
     timings = json.loads((tmp_path / "r" / "timings.json").read_text())
     assert timings["train_s"] == 1.25 and timings["wall_seconds"] >= 0
+    assert "trained in 1.25 s" in (tmp_path / "r" / "summary.md").read_text()  # the summary still sees them
