@@ -176,3 +176,45 @@ def test_protonet_quick_run_and_resume_give_identical_results(tmp_path):
         assert h1["history"]["loss"] == h2["history"]["loss"]
         assert h1["oneshot20"] == h2["oneshot20"] and h1["episodic"] == h2["episodic"]
     shutil.rmtree(tmp_path)
+
+
+def _png(array) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"\x89PNG garbage", "not a readable PNG"),
+    (None, "8x8 pixels"),
+    ("blank", "no ink"),
+])
+def test_damaged_images_are_data_errors_naming_the_file(data, why):
+    import numpy as np
+
+    from adaptlab.data.omniglot import _decode_png
+    from adaptlab.errors import DataError
+
+    if data is None:
+        data = _png(np.full((8, 8), 255))
+    elif data == "blank":
+        data = _png(np.full((105, 105), 255))
+    with pytest.raises(DataError, match=why) as e:
+        _decode_png(data, "images_background.zip:Greek/character01/x.png")
+    assert "character01" in str(e.value)
+
+
+def test_a_real_drawing_decodes_to_ink():
+    import numpy as np
+
+    from adaptlab.data.omniglot import _decode_png
+
+    img = np.full((105, 105), 255)
+    img[40:60, 50:52] = 0  # a stroke
+    ink = _decode_png(_png(img))
+    assert ink.shape == (105, 105) and int(ink.sum()) == 40

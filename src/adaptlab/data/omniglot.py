@@ -130,14 +130,28 @@ def extract(name: str, cache_dir: str | os.PathLike, root: str | os.PathLike | N
 # ------------------------------------------------------------------------------------------ decoding
 
 
-def _decode_png(data: bytes) -> torch.Tensor:
-    """One PNG -> (105, 105) uint8 with ink = 1 (the files are black strokes on white)."""
-    import numpy as np
-    from PIL import Image
+def _decode_png(data: bytes, where: str = "an Omniglot image") -> torch.Tensor:
+    """One PNG -> (105, 105) uint8 with ink = 1 (the files are black strokes on white).
 
-    with Image.open(io.BytesIO(data)) as im:
-        a = np.asarray(im.convert("L"), dtype=np.uint8)
-    return torch.from_numpy((a < 128).astype(np.uint8))
+    A file that does not decode, is not 105x105, or holds no ink (or only ink) is a :class:`DataError` naming it.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            a = np.asarray(im.convert("L"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{where} is not a readable PNG ({type(e).__name__}); replace the archive with a fresh "
+                        "copy") from None
+    if a.shape != (NATIVE, NATIVE):
+        raise DataError(f"{where} is {a.shape[1]}x{a.shape[0]} pixels, expected {NATIVE}x{NATIVE}; replace the "
+                        "archive with a fresh copy")
+    ink = a < 128
+    if not 0 < int(ink.sum()) < ink.size:
+        raise DataError(f"{where} holds {'no' if not ink.any() else 'only'} ink; replace the archive with a fresh "
+                        "copy")
+    return torch.from_numpy(ink.astype(np.uint8))
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -176,7 +190,8 @@ def _read_characters(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:
                 parts = n.split("/")
                 if not n.endswith(".png") or len(parts) != 4:
                     continue
-                groups.setdefault((parts[1], parts[2]), []).append((parts[3], _decode_png(zf.read(n))))
+                image = _decode_png(zf.read(n), f"{path.name}:{n}")
+                groups.setdefault((parts[1], parts[2]), []).append((parts[3], image))
         counts = {len(v) for v in groups.values()}
         if counts != {20}:
             raise DataError(f"corrupt archive {path}: characters with {sorted(counts)} drawings, expected 20")
@@ -333,8 +348,8 @@ def load_runs(size: int = NATIVE, root: str | os.PathLike | None = None,
                 if missing:
                     raise DataError(f"corrupt archive {path}: {missing[0]} is listed in class_labels.txt "
                                     "but absent")
-                runs.append((torch.stack([_decode_png(zf.read(f)) for f in train_files]),
-                             torch.stack([_decode_png(zf.read(f)) for f in test_files]),
+                runs.append((torch.stack([_decode_png(zf.read(f), f) for f in train_files]),
+                             torch.stack([_decode_png(zf.read(f), f) for f in test_files]),
                              torch.tensor([train_files.index(truth[f]) for f in test_files])))
         _DECODED[key] = runs
     return [OneShotRun(resize(tr, size), resize(te, size), ans) for tr, te, ans in _DECODED[key]]
