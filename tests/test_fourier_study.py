@@ -115,7 +115,7 @@ def test_same_seed_same_results_and_resume_is_exact(tmp_path, monkeypatch):
     monkeypatch.setattr(Checkpoint, "save", original)
     assert not (tmp_path / "c" / "results.json").exists()  # nothing half-written
     assert (tmp_path / "c" / "checkpoint.pt").exists()
-    assert torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)["step"] == 20
+    assert torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)["state"]["step"] == 20
     run_experiment(exp, cfg, tmp_path / "c", resume=True)
     assert (tmp_path / "c" / "results.json").read_bytes() == a
     assert not (tmp_path / "c" / "checkpoint.pt").exists()

@@ -83,3 +83,20 @@ def test_progress_is_silent_when_disabled(monkeypatch, capsys):
     monkeypatch.setenv("ADAPTLAB_PROGRESS", "0")
     assert list(progress(range(3), desc="x")) == [0, 1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_checkpoint_records_its_experiment_and_refuses_another(tmp_path):
+    from adaptlab.io import checkpoint_owner
+
+    with checkpoint_owner("sinusoid-maml"):
+        Checkpoint(tmp_path).save({"step": 1})
+        assert Checkpoint(tmp_path).load() == {"step": 1}
+    with checkpoint_owner("omniglot-protonet"), pytest.raises(RunDirError, match="written by experiment "
+                                                                                  "'sinusoid-maml'"):
+        Checkpoint(tmp_path).load()
+
+
+def test_a_plain_torch_file_is_not_a_checkpoint(tmp_path):
+    torch.save({"step": 1}, tmp_path / "checkpoint.pt")
+    with pytest.raises(RunDirError, match="not an adaptlab checkpoint of format"):
+        Checkpoint(tmp_path).load()

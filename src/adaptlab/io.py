@@ -16,6 +16,8 @@ import math
 import os
 import pickle
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,21 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+#: Version of the checkpoint envelope; a file of another version is refused, not misread.
+CHECKPOINT_FORMAT = 1
+_OWNER: ContextVar[str | None] = ContextVar("adaptlab_checkpoint_owner", default=None)
+
+
+@contextmanager
+def checkpoint_owner(experiment: str):
+    """Within this block, checkpoints record ``experiment`` and refuse files written by another one."""
+    token = _OWNER.set(experiment)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
 class Checkpoint:
     """Atomic ``torch.save`` of a state dict in a run folder, for ``--resume``.
 
@@ -100,26 +117,38 @@ class Checkpoint:
         return step % self.every == 0
 
     def save(self, state: dict[str, Any]) -> None:
+        """Store ``state`` inside the envelope ``{"adaptlab_checkpoint": FORMAT, "experiment": name, "state"}``."""
         import torch
 
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save({"adaptlab_checkpoint": CHECKPOINT_FORMAT, "experiment": _OWNER.get() or "", "state": state},
+                   buf)
         atomic_write_bytes(self.path, buf.getvalue())
 
     def load(self) -> dict[str, Any] | None:
-        """The saved state, or None if there is none. A corrupt file is an error, not a silent restart."""
+        """The saved state, or None if there is none. A corrupt file is an error, not a silent restart; so is
+        a file holding code, one of another format, or one written by another experiment."""
         import torch
 
         if not self.path.exists():
             return None
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
+            obj = torch.load(self.path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             raise RunDirError(f"checkpoint {self.path} holds objects other than tensors, numbers, strings and "
                               "containers of them, so it is refused; delete it to restart the run") from None
         except Exception as e:
             raise RunDirError(f"checkpoint {self.path} is unreadable ({type(e).__name__}); "
                               "delete it to restart the run from scratch") from None
+        if not (isinstance(obj, dict) and obj.get("adaptlab_checkpoint") == CHECKPOINT_FORMAT and "state" in obj):
+            found = obj.get("adaptlab_checkpoint") if isinstance(obj, dict) else None
+            raise RunDirError(f"checkpoint {self.path} is not an adaptlab checkpoint of format {CHECKPOINT_FORMAT} "
+                              f"(found {found!r}); delete it to restart the run from scratch")
+        owner, writer = _OWNER.get(), obj.get("experiment", "")
+        if owner and writer and owner != writer:
+            raise RunDirError(f"checkpoint {self.path} was written by experiment {writer!r}, not {owner!r}; "
+                              "resume it with that experiment or use another --out")
+        return obj["state"]
 
     def clear(self) -> None:
         if self.path.exists():

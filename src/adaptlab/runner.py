@@ -32,6 +32,7 @@ from adaptlab.io import (  # noqa: F401  (re-exported for experiments)
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    checkpoint_owner,
     first_non_finite,
     progress,
     save_figure,
@@ -295,7 +296,8 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
     main = is_main_process()
     if not main:  # under torchrun, rank 0 alone writes the run folder (and holds its lock)
         t0 = time.perf_counter()
-        results = exp.run(cfg, out, resume=resume)
+        with checkpoint_owner(exp.name):
+            results = exp.run(cfg, out, resume=resume)
         return RunResult(out, results, [], time.perf_counter() - t0)
     top = None if out.exists() else _first_missing(out)
     try:
@@ -309,7 +311,8 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
                 atomic_write_text(out / "config.json", save_json(cfg) + "\n")
                 wrote_config = True
             t0 = time.perf_counter()
-            results = exp.run(cfg, out, resume=resume)
+            with checkpoint_owner(exp.name):
+                results = exp.run(cfg, out, resume=resume)
             seconds = time.perf_counter() - t0
             bad = first_non_finite(results)
             if bad is not None:
