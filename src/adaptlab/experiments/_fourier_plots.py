@@ -47,7 +47,7 @@ def plot_curves(results: dict, cfg, path: Path, ylabel: str = "test MSE") -> Non
         ax.set_title("zoom: n ≤ 4·n_inner" if zoom else f"full range (d = {cfg.task.d})")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{ylabel} vs n after {cfg.meta.steps} meta-steps (x = {cfg.task.x})")
+    fig.suptitle(f"{ylabel} vs n after {cfg.train.steps} meta-steps (x = {cfg.task.x})")
     save_figure(fig, path)
 
 
