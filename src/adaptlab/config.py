@@ -1,7 +1,7 @@
 """Typed dataclass configs: dotted overrides, JSON round-trips and validation helpers.
 
 Every experiment config is a (possibly nested) dataclass deriving from :class:`BaseConfig`. Fields are
-typed; :func:`apply_overrides` parses ``"meta.steps=300"`` against the field's annotation, so unknown keys
+typed; :func:`apply_overrides` parses ``"train.steps=300"`` against the field's annotation, so unknown keys
 and ill-typed values are refused with a :class:`~adaptlab.errors.ConfigError` naming the key and what would
 be accepted. Validation lives in each dataclass's ``__post_init__`` (use :func:`check`).
 
