@@ -59,7 +59,7 @@ def naive_end_to_end(cfg) -> dict:
     data = make_shots_data(tasks, study_sizes(cfg), cfg.eval.num_tasks, cfg.eval.n_test,
                            torch.Generator().manual_seed(cfg.seed + 1))
     c = torch.ones(cfg.task.d, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.SGD([c], lr=cfg.meta.lr)
+    opt = torch.optim.SGD([c], lr=cfg.train.lr)
     support = cfg.task.support
     phi_test = data.phi_test.numpy()
 
@@ -81,8 +81,8 @@ def naive_end_to_end(cfg) -> dict:
     evaluate(c.detach().numpy())
     eval_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(cfg.meta.steps):
-        batch = tasks.sample(cfg.meta.tasks_per_step, gen)
+    for _ in range(cfg.train.steps):
+        batch = tasks.sample(cfg.train.tasks_per_step, gen)
         opt.zero_grad()
         loss = 0.0
         for t in range(batch.num_tasks):
@@ -92,7 +92,7 @@ def naive_end_to_end(cfg) -> dict:
         loss.backward()
         opt.step()
     train_s = time.perf_counter() - t0
-    n_evals = 1 + cfg.meta.steps // cfg.eval.every
+    n_evals = 1 + cfg.train.steps // cfg.eval.every
     return {"train_s": train_s, "one_eval_s": eval_s, "n_evals": n_evals, "total_s": train_s + n_evals * eval_s}
 
 

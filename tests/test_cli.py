@@ -14,9 +14,10 @@ BAD = [
     (["run", "fourier-closed-form", "--set", "task.support=5,600"], "task.support"),
     (["run", "fourier-closed-form", "--set", "task.n_inner=0"], "task.n_inner"),
     (["run", "fourier-closed-form", "--set", "eval.num_tasks=-3"], "eval.num_tasks"),
-    (["run", "fourier-closed-form", "--set", "meta.steps=ten"], "meta.steps"),
-    (["run", "fourier-closed-form", "--set", "meta.optimizer=rmsprop"], "meta.optimizer"),
-    (["run", "fourier-closed-form", "--set", "meta.stepz=3"], "meta.stepz"),
+    (["run", "fourier-closed-form", "--set", "train.steps=ten"], "train.steps"),
+    (["run", "fourier-closed-form", "--set", "train.optimizer=rmsprop"], "train.optimizer"),
+    (["run", "fourier-closed-form", "--set", "train.stepz=3"], "train.stepz"),
+    (["run", "fourier-closed-form", "--set", "meta.steps=3"], "renamed 'train.steps'"),
     (["run", "fourier-closed-form", "--set", "task"], "malformed"),
     (["run", "fourier-closed-form", "--set", "task=3"], "section"),
     (["run", "fourier-closed-form", "--device", "cuda:x"], "device"),
@@ -77,8 +78,8 @@ def test_list_names_every_experiment_once():
 def test_overrides_are_typed():
     from adaptlab.experiments import get
 
-    cfg = get("fourier-closed-form").config(["task.support=1..3", "meta.lr=0.5", "task.x=uniform", "seed=3"])
-    assert cfg.task.support == [1, 2, 3] and cfg.meta.lr == 0.5 and cfg.task.x == "uniform" and cfg.seed == 3
+    cfg = get("fourier-closed-form").config(["task.support=1..3", "train.lr=0.5", "task.x=uniform", "seed=3"])
+    assert cfg.task.support == [1, 2, 3] and cfg.train.lr == 0.5 and cfg.task.x == "uniform" and cfg.seed == 3
 
 
 def test_only_rank_zero_writes_the_run_folder(tmp_path, monkeypatch):

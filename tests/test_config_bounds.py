@@ -11,7 +11,7 @@ from helpers import cli
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e308", "-1e13"])
 def test_non_finite_or_absurd_floats_are_refused(value):
     with pytest.raises(ConfigError, match="finite number"):
-        get("fourier-closed-form").config([f"meta.lr={value}"])
+        get("fourier-closed-form").config([f"train.lr={value}"])
 
 
 @pytest.mark.parametrize("override", ["shots=[1e308]", "seed=99999999999999"])
@@ -27,5 +27,5 @@ def test_ranges_are_checked_before_they_are_expanded(text):
 
 
 def test_in_range_values_still_parse():
-    cfg = get("fourier-closed-form").config(["task.support=5..10", "meta.lr=0.5"])
-    assert list(cfg.task.support) == [5, 6, 7, 8, 9, 10] and cfg.meta.lr == 0.5
+    cfg = get("fourier-closed-form").config(["task.support=5..10", "train.lr=0.5"])
+    assert list(cfg.task.support) == [5, 6, 7, 8, 9, 10] and cfg.train.lr == 0.5

@@ -100,8 +100,8 @@ def test_reduced_run_meta_learning_beats_all_ones_and_larger_step_learns_more(tm
 
 
 def test_resume_after_an_interruption_in_the_second_step_size(tmp_path, monkeypatch):
-    sets = ["task.d=11", "task.n_inner=8", "task.n_meta=16", "meta.steps=8", "eval.every=4", "checkpoint_every=3",
-            "eval.num_sizes=2", "eval.num_tasks=3", "eval.n_test=50", "eval.min_n=10"]
+    sets = ["task.d=11", "task.n_inner=8", "task.n_meta=16", "train.steps=8", "eval.every=4",
+            "train.checkpoint_every=3", "eval.num_sizes=2", "eval.num_tasks=3", "eval.n_test=50", "eval.min_n=10"]
     (tmp_path / "full").mkdir()
     (tmp_path / "cut").mkdir()
     full = EXP.run(EXP.config(sets), tmp_path / "full", resume=False)

@@ -93,7 +93,7 @@ def _check_results_format(r):
 
 def test_same_seed_same_results_and_resume_is_exact(tmp_path, monkeypatch):
     exp = get("fourier-closed-form")
-    cfg = exp.config(["meta.steps=30", "eval.every=10", "checkpoint_every=10", "eval.num_sizes=8",
+    cfg = exp.config(["train.steps=30", "eval.every=10", "train.checkpoint_every=10", "eval.num_sizes=8",
                       "task.d=101"])
     run_experiment(exp, cfg, tmp_path / "a")
     run_experiment(exp, cfg, tmp_path / "b")

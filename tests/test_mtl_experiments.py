@@ -41,7 +41,8 @@ class _Interrupt(Exception):
 
 @pytest.mark.parametrize("name,overrides,kill_after", [
     ("mtl-multimnist", TINY_MM, 2),
-    ("mtl-toy", {"steps": 60, "record_every": 1, "grid": 30, "problems": ["pcgrad"]}, 1),
+    ("mtl-toy", {"train.steps": 60, "train.checkpoint_every": 50, "record_every": 1, "grid": 30,
+                 "problems": ["pcgrad"]}, 1),
 ])
 def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch, name, overrides, kill_after):
     exp = get(name)
@@ -75,7 +76,8 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch, name, overrides
     (["mtl-multimnist", "--set", "data.n_train=70000"], "data.n_train"),
     (["mtl-toy", "--set", "problems=himmelblau"], "problems"),
     (["mtl-toy", "--set", "methods=adam"], "methods"),
-    (["mtl-toy", "--set", "steps=-1"], "steps"),
+    (["mtl-toy", "--set", "train.steps=-1"], "train.steps"),
+    (["mtl-toy", "--set", "lr=0.1"], "renamed 'train.lr'"),
 ])
 def test_bad_configs_exit_2(tmp_path, argv, needle):
     code, _, err = cli("run", *argv, "--out", str(tmp_path / "x"))

@@ -29,7 +29,7 @@ def test_sinusoid_tasks_follow_the_paper_distribution():
 
 def test_maml_beats_the_jointly_pretrained_baseline_after_adaptation(tmp_path):
     exp = EXPERIMENTS[0]
-    cfg = exp.config(["shots=10", "methods=maml,pretrained", "meta_steps=400", "eval_tasks=200",
+    cfg = exp.config(["shots=10", "methods=maml,pretrained", "train.steps=400", "eval_tasks=200",
                       "plot_tasks=1"])
     res = exp.run(cfg, tmp_path, resume=False)["shots"]["10"]  # the study; figures: the contract test
     maml, pre = res["maml"], res["pretrained"]
@@ -41,7 +41,7 @@ def test_maml_beats_the_jointly_pretrained_baseline_after_adaptation(tmp_path):
 
 def test_resume_gives_the_same_results_as_an_uninterrupted_run(tmp_path, monkeypatch):
     exp = EXPERIMENTS[0]
-    cfg = exp.config(["shots=5", "methods=fomaml,pretrained", "meta_steps=40", "checkpoint_every=15",
+    cfg = exp.config(["shots=5", "methods=fomaml,pretrained", "train.steps=40", "train.checkpoint_every=15",
                       "eval_tasks=20", "eval_steps=3", "plot_tasks=1"])
     (tmp_path / "full").mkdir()
     (tmp_path / "cut").mkdir()
@@ -65,7 +65,8 @@ def test_resume_gives_the_same_results_as_an_uninterrupted_run(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("bad, key", [("shots=0", "shots"), ("methods=maml,reptile", "methods"),
-                                      ("inner_lr=-1", "inner_lr"), ("eval_tasks=1", "eval_tasks")])
+                                      ("inner_lr=-1", "inner_lr"), ("eval_tasks=1", "eval_tasks"),
+                                      ("train.lr=0", "train.lr"), ("meta_steps=10", "train.steps")])
 def test_bad_configs_exit_2_with_a_clear_line(tmp_path, bad, key):
     code, _, err = cli("run", "sinusoid-maml", "--quick", "--set", bad, "--out", str(tmp_path / "r"))
     assert code == 2

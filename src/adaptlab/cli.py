@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment into a run folder")
     r.add_argument("name", help="experiment name (see 'adaptlab list')")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="typed dotted config override, e.g. --set meta.steps=300 (repeatable)")
+                   help="typed dotted config override, e.g. --set train.steps=300 (repeatable)")
     r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/NAME)")
     r.add_argument("--seed", type=int, default=None, help="random seed (overrides the config's)")
     r.add_argument("--device", default=None, help="cpu or cuda")

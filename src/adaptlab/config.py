@@ -1,7 +1,7 @@
 """Typed dataclass configs: dotted overrides, JSON round-trips and validation helpers.
 
 Every experiment config is a (possibly nested) dataclass deriving from :class:`BaseConfig`. Fields are
-typed; :func:`apply_overrides` parses ``"meta.steps=300"`` against the field's annotation, so unknown keys
+typed; :func:`apply_overrides` parses ``"train.steps=300"`` against the field's annotation, so unknown keys
 and ill-typed values are refused with a :class:`~adaptlab.errors.ConfigError` naming the key and what would
 be accepted. Validation lives in each dataclass's ``__post_init__`` (use :func:`check`).
 
@@ -78,7 +78,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
-    """Build ``cls`` from a dict (as written by :func:`to_dict`), refusing unknown keys."""
+    """Build ``cls`` from a dict (as written by :func:`to_dict`), refusing unknown keys.
+
+    A saved config written before a key was renamed (``cls.RENAMED``, old dotted key -> new dotted key, see
+    docs/config.md) is read with the key in its new place.
+    """
+    if not prefix:
+        data = migrate(cls, data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -94,6 +100,42 @@ def from_dict(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
     return cls(**kwargs)
 
 
+def migrate(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with every key renamed in ``cls.RENAMED`` (old dotted key -> new dotted key) moved to its
+    new place; a renamed section is merged into the section it moved to.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Cfg:
+    ...     RENAMED = {"meta_steps": "train.steps"}
+    >>> migrate(Cfg, {"meta_steps": 5, "train": {"lr": 0.1}})
+    {'train': {'lr': 0.1, 'steps': 5}}
+    """
+    data = json.loads(json.dumps(data))  # a deep copy of JSON-like data
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        node, parts = data, old.split(".")
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or parts[-1] not in node:
+            continue
+        value, node, parts = node.pop(parts[-1]), data, new.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]].update(value)
+        else:
+            node[parts[-1]] = value
+    return data
+
+
+def renamed_to(cls: type, key: str) -> str | None:
+    """The new name of ``key`` (or of the section it lies in) if ``cls.RENAMED`` renamed it, else None."""
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if key == old or key.startswith(old + "."):
+            return new + key[len(old):]
+    return None
+
+
 def save_json(cfg: Any) -> str:
     return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
 
@@ -105,7 +147,7 @@ def parse_override(text: str) -> tuple[str, str]:
     """Split ``"a.b=value"``; refuse anything else."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"malformed override {text!r}; expected KEY=VALUE, e.g. meta.steps=300")
+        raise ConfigError(f"malformed override {text!r}; expected KEY=VALUE, e.g. train.steps=300")
     return key.strip(), value.strip()
 
 
@@ -118,6 +160,9 @@ def apply_overrides(cfg: C, overrides: Iterable[str] | Mapping[str, Any]) -> C:
     items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
     data = to_dict(cfg)
     for key, raw in items:
+        new = renamed_to(type(cfg), key)
+        if new is not None:
+            raise ConfigError(f"config key {key!r} was renamed {new!r} (docs/config.md); use {new}=...")
         node, parts = data, key.split(".")
         tp: Any = type(cfg)
         for i, part in enumerate(parts):

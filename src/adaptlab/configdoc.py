@@ -7,7 +7,7 @@ the experiment's module. Nothing is written twice, so the help cannot drift from
 
 >>> from adaptlab.experiments import get
 >>> docs = {d.key: d for d in describe(get("alias-two-feature").config())}
->>> docs["lr"].type, docs["lr"].accepted
+>>> docs["train.lr"].type, docs["train.lr"].accepted
 ('a number', 'a positive number')
 """
 

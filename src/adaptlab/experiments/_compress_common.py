@@ -25,12 +25,14 @@ class TrainCfg:
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = 0.0
     schedule: Literal["cosine", "constant"] = "cosine"
+    checkpoint_every: int = 100
 
     def __post_init__(self):
         check(self.steps >= 0, "train.steps", self.steps, "an integer >= 0")
         check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
         check(self.lr > 0, "train.lr", self.lr, "a positive number")
         check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
+        check(self.checkpoint_every >= 1, "train.checkpoint_every", self.checkpoint_every, "an integer >= 1")
 
 
 @dataclass
@@ -101,7 +103,7 @@ def train_stage(stages: Stages, name: str, model: torch.nn.Module, data: Split, 
         losses = train_steps(model, leaves, data.train_x, data.train_y,
                              steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, generator=g,
                              optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                             checkpoint=checkpoint, every=100, progress=progress, desc=name, **kwargs)
+                             checkpoint=checkpoint, every=cfg.checkpoint_every, progress=progress, desc=name, **kwargs)
         return {"state": {k: v.clone() for k, v in model.state_dict().items()},
                 "leaves": [p.detach().clone() for p in leaves], "losses": losses}
 

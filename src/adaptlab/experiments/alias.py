@@ -21,7 +21,7 @@ to (||c(0)||, 0), beta to (1 / ||c(0)||, 0) and alpha to (1, 0) (up to the noise
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -73,21 +73,30 @@ def gradient_descent(c0: torch.Tensor, lr: float, steps: int, v: float = 1.0, nu
 
 
 @dataclass
-class AliasConfig(BaseConfig):
-    c0: float = 0.6  # initial weight of the true feature
-    c1: float = 0.8  # initial weight of the alias (||c(0)|| = 1)
+class TrainConfig:
     # Small steps: each discrete step grows ||c|| by lr^2 ||grad||^2 (the gradient is orthogonal to c), and c1
     # decays only like (16 lr t)^(-1/2) near the optimum, so: many cheap small steps.
     lr: float = 0.02
     steps: int = 50000
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        check(self.steps >= 1, "train.steps", self.steps, "a positive integer")
+
+
+@dataclass
+class AliasConfig(BaseConfig):
+    RENAMED = {"steps": "train.steps", "lr": "train.lr"}  # before the one vocabulary (docs/config.md)
+
+    c0: float = 0.6  # initial weight of the true feature
+    c1: float = 0.8  # initial weight of the alias (||c(0)|| = 1)
+    train: TrainConfig = field(default_factory=TrainConfig)
     noise: float = 0.0  # sigma of the training-label noise
     num_logged: int = 300  # log-spaced steps kept for the figures
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.c0 != 0 and self.c1 != 0, "c0/c1", (self.c0, self.c1), "non-zero initial weights")
-        check(self.lr > 0, "lr", self.lr, "a positive number")
-        check(self.steps >= 1, "steps", self.steps, "a positive integer")
         check(self.noise >= 0, "noise", self.noise, "a non-negative number")
         check(self.num_logged >= 2, "num_logged", self.num_logged, "an integer >= 2")
 
@@ -96,7 +105,7 @@ def run(cfg: AliasConfig, out_dir: Path, resume: bool = False) -> dict:
     a2 = float(alias_features(torch.zeros(1, dtype=torch.float64))[0, 0]) ** 2  # a^2 = 2 at x0 = 0
     v = 1 + cfg.noise ** 2 / a2
     start = torch.tensor([cfg.c0, cfg.c1], dtype=torch.float64)
-    steps, traj = gradient_descent(start, cfg.lr, cfg.steps, v, cfg.num_logged)
+    steps, traj = gradient_descent(start, cfg.train.lr, cfg.train.steps, v, cfg.num_logged)
     final = traj[-1]
     return {"steps": steps, "c": traj.tolist(), "beta": alias_beta(traj).tolist(),
             "error": alias_error(traj, v).tolist(), "init": start.tolist(), "init_norm": float(start.norm()),
@@ -145,7 +154,7 @@ def figures(results: dict, cfg: AliasConfig, out_dir: Path) -> list[str]:
 def summary(results: dict, cfg: AliasConfig) -> str:
     c, b = results["final_c"], results["final_beta"]
     return (f"Gradient descent on the expected test error from c(0) = {tuple(results['init'])} "
-            f"(‖c(0)‖ = {results['init_norm']:.4f}), lr {cfg.lr}, {cfg.steps} steps, noise {cfg.noise}.\n\n"
+            f"(‖c(0)‖ = {results['init_norm']:.4f}), lr {cfg.train.lr}, {cfg.train.steps} steps, noise {cfg.noise}.\n\n"
             f"| | c0 | c1 | β0 | β1 | E(c) |\n|---|---|---|---|---|---|\n"
             f"| start | {results['c'][0][0]:.4f} | {results['c'][0][1]:.4f} | {results['beta'][0][0]:.4f} | "
             f"{results['beta'][0][1]:.4f} | {results['error'][0]:.4g} |\n"
@@ -157,5 +166,5 @@ def summary(results: dict, cfg: AliasConfig) -> str:
 EXPERIMENTS = [
     Experiment("alias-two-feature",
                "Two-feature alias study: closed-form beta(c), analytic gradient, GD on c converges to (|c0|, 0)",
-               AliasConfig, run, figures, summary, quick={"lr": 0.05, "steps": 5000}),
+               AliasConfig, run, figures, summary, quick={"train.lr": 0.05, "train.steps": 5000}),
 ]

@@ -127,7 +127,8 @@ def run(cfg: PruneMnistConfig, out_dir: Path, resume: bool = False) -> dict:
         m, pruner = _pruned_copy(model, alloc)
         before = accuracy(m, data.test_x, data.test_y)
         ft = TrainCfg(steps=cfg.prune.finetune_steps, batch_size=cfg.train.batch_size,
-                      lr=cfg.prune.finetune_lr, optimizer=cfg.train.optimizer)
+                      lr=cfg.prune.finetune_lr, optimizer=cfg.train.optimizer,
+                      checkpoint_every=cfg.train.checkpoint_every)
         out = train_stage(stages, f"finetune-{kind}", m, data, ft, cfg.seed + 1, after_step=pruner.apply)
         p = dict(m.named_parameters())
         res["fine_grained"][kind] = {
@@ -165,7 +166,8 @@ def _channel_pruning(cfg, stages, model, data, example) -> dict:
         m = ch.prune_channels(model, cfg.channel.ratio, imp)
         before = accuracy(m, data.test_x, data.test_y)
         ft = TrainCfg(steps=cfg.channel.finetune_steps, batch_size=cfg.train.batch_size,
-                      lr=cfg.channel.finetune_lr, optimizer=cfg.train.optimizer)
+                      lr=cfg.channel.finetune_lr, optimizer=cfg.train.optimizer,
+                      checkpoint_every=cfg.train.checkpoint_every)
         train_stage(stages, f"channel-{imp}", m, data, ft, cfg.seed + 2)
         out[imp] = {"test_acc_before_finetune": before,
                     "test_acc_after_finetune": accuracy(m, data.test_x, data.test_y),

@@ -110,7 +110,8 @@ def _kmeans(name, model, data: Split, cfg: QuantizeMnistConfig, stages: Stages, 
             return torch.func.functional_call(m, km.kmeans_params(params, codes, books), (x,))
 
         before = accuracy(fwd, data.test_x, data.test_y)
-        qat = TrainCfg(steps=cfg.kmeans.qat_steps, batch_size=train_cfg.batch_size, lr=cfg.kmeans.qat_lr)
+        qat = TrainCfg(steps=cfg.kmeans.qat_steps, batch_size=train_cfg.batch_size, lr=cfg.kmeans.qat_lr,
+                       checkpoint_every=train_cfg.checkpoint_every)
         train_stage(stages, f"qat-{name}-{bits}bit", m, data, qat, cfg.seed + 10 + bits, leaves=books.values(),
                     loss_fn=lambda xb, yb, fwd=fwd: F.cross_entropy(fwd(xb), yb))
         decoded = km.kmeans_params(params, codes, {n: b.detach() for n, b in books.items()})

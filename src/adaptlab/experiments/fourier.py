@@ -45,13 +45,14 @@ class TaskConfig:
 
 
 @dataclass
-class MetaConfig:
+class TrainConfig:
     steps: int = 100
     tasks_per_step: int = 5
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = 1e-2
     reduction: Literal["sum", "mean"] = "sum"  # the study's lr 1e-2 is for the loss summed over query points
     init: float = 1.0  # initial feature weights (all ones)
+    checkpoint_every: int = 10
 
 
 @dataclass
@@ -68,26 +69,27 @@ class EvalConfig:
 class FourierConfig(BaseConfig):
     seed: int = 7
     task: TaskConfig = field(default_factory=TaskConfig)
-    meta: MetaConfig = field(default_factory=MetaConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint_every: int = 10
+
+    RENAMED = {"meta": "train", "checkpoint_every": "train.checkpoint_every"}  # before docs/config.md
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        t, m, e = self.task, self.meta, self.eval
+        t, m, e = self.task, self.train, self.eval
         validate_fourier(t.d, t.support, t.x, t.n_inner, t.n_meta, t.noise, prefix="task.",
                          names={"n_support": "n_inner", "n_query": "n_meta"})
         check(len(set(t.support)) == len(t.support), "task.support", t.support, "distinct feature indices")
-        check(m.steps >= 0, "meta.steps", m.steps, "a non-negative integer")
-        check(m.tasks_per_step >= 1, "meta.tasks_per_step", m.tasks_per_step, "a positive integer")
-        check(m.lr > 0, "meta.lr", m.lr, "a positive number")
+        check(m.steps >= 0, "train.steps", m.steps, "a non-negative integer")
+        check(m.tasks_per_step >= 1, "train.tasks_per_step", m.tasks_per_step, "a positive integer")
+        check(m.lr > 0, "train.lr", m.lr, "a positive number")
+        check(m.checkpoint_every >= 1, "train.checkpoint_every", m.checkpoint_every, "a positive integer")
         check(e.every >= 1, "eval.every", e.every, "a positive integer")
         check(e.num_tasks >= 1, "eval.num_tasks", e.num_tasks, "a positive integer")
         check(e.n_test >= 1, "eval.n_test", e.n_test, "a positive integer")
         check(e.num_sizes >= 2, "eval.num_sizes", e.num_sizes, "an integer >= 2")
         check(e.max_factor > 0, "eval.max_factor", e.max_factor, "a positive number")
         check(e.oracle_ridge >= 0, "eval.oracle_ridge", e.oracle_ridge, "a non-negative number")
-        check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "a positive integer")
 
 
 def build_tasks(cfg: FourierConfig, labels: str = "regression", flip_prob: float = 0.0) -> FourierTasks:
@@ -183,7 +185,7 @@ def train_and_evaluate(cfg: FourierConfig, out_dir: Path, resume: bool, tasks: F
     data = make_shots_data(tasks, sizes or study_sizes(cfg), cfg.eval.num_tasks, cfg.eval.n_test,
                            torch.Generator().manual_seed(cfg.seed + 1))
     base = baselines if baselines is not None else baseline_curves(cfg, data, metric)
-    steps = cfg.meta.steps
+    steps = cfg.train.steps
 
     def log(step: int, hist: dict) -> None:  # at step 0, every eval.every steps and at the end
         if step % cfg.eval.every == 0 or step == steps:
@@ -192,10 +194,10 @@ def train_and_evaluate(cfg: FourierConfig, out_dir: Path, resume: bool, tasks: F
             hist["evals"].append({"step": step, "curves": curves, "feature_weights": c.tolist()})
 
     hist = fit(lambda batch: learner.meta_loss(batch, tasks.features),
-               lambda _: tasks.sample(cfg.meta.tasks_per_step, gen), steps=steps, generator=gen,
+               lambda _: tasks.sample(cfg.train.tasks_per_step, gen), steps=steps, generator=gen,
                optimizer=learner.make_optimizer(),
                modules={"learner": learner}, history={"evals": []}, callbacks=[log],
-               checkpoint=Checkpoint(out_dir, every=cfg.checkpoint_every), resume=resume,
+               checkpoint=Checkpoint(out_dir, every=cfg.train.checkpoint_every), resume=resume,
                progress=progress, desc=desc)
     history, train_loss = hist["evals"], hist["loss"]
     c = learner.c.detach()
@@ -210,8 +212,8 @@ def train_and_evaluate(cfg: FourierConfig, out_dir: Path, resume: bool, tasks: F
 
 def run(cfg: FourierConfig, out_dir: Path, resume: bool = False) -> dict:
     tasks = build_tasks(cfg)
-    learner = FeatureWeights(cfg.task.d, init=cfg.meta.init, inner=closed_form_inner, point_loss=squared_error,
-                             reduction=cfg.meta.reduction, optimizer=cfg.meta.optimizer, lr=cfg.meta.lr,
+    learner = FeatureWeights(cfg.task.d, init=cfg.train.init, inner=closed_form_inner, point_loss=squared_error,
+                             reduction=cfg.train.reduction, optimizer=cfg.train.optimizer, lr=cfg.train.lr,
                              device=cfg.device)
     return train_and_evaluate(cfg, out_dir, resume, tasks, learner)
 
@@ -221,7 +223,7 @@ def fourier_figures(results: dict, cfg: FourierConfig, out_dir: Path, ylabel: st
     from adaptlab.viz.fourier import curves_figure, example_figure, weights_figure
 
     names = ["curves.png", "weights.png"]
-    save_figure(curves_figure(results, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.meta.steps,
+    save_figure(curves_figure(results, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.train.steps,
                               x=cfg.task.x, ylabel=ylabel), out_dir / "curves.png")
     save_figure(weights_figure(results), out_dir / "weights.png")
     if "example" in results:
@@ -241,7 +243,7 @@ def fourier_summary(results: dict, cfg: FourierConfig, metric_name: str = "test 
     s = cfg.task.support
     others = torch.ones_like(c, dtype=torch.bool)
     others[s] = False
-    lines = [f"Meta-learned feature weights after {cfg.meta.steps} steps (d={cfg.task.d}, S={s}, "
+    lines = [f"Meta-learned feature weights after {cfg.train.steps} steps (d={cfg.task.d}, S={s}, "
              f"x={cfg.task.x}, n_inner={n0}).", "",
              f"| method | {metric_name} at n={n0} (mean over {cfg.eval.num_tasks} tasks) | at n={n_max} |",
              "|---|---|---|"]
@@ -254,7 +256,7 @@ def fourier_summary(results: dict, cfg: FourierConfig, metric_name: str = "test 
 
 # The quick form keeps d = 501: with uniform inner points a smaller d puts n_inner = 32 so close to d that plain
 # SGD on the summed loss blows up (the min-norm interpolant of random points is very ill-conditioned).
-QUICK = {"meta.steps": 50, "eval.every": 25, "eval.num_sizes": 20, "eval.n_test": 500}
+QUICK = {"train.steps": 50, "eval.every": 25, "eval.num_sizes": 20, "eval.n_test": 500}
 
 EXPERIMENTS = [
     Experiment("fourier-closed-form",

@@ -108,7 +108,7 @@ def run(cfg: FourierClassConfig, out_dir: Path, resume: bool = False) -> dict:
             runs[f"{lr:g}"] = json.loads(done.read_text())
             continue
         sub.mkdir(exist_ok=True)
-        m = cfg.meta
+        m = cfg.train
         learner = FeatureWeights(cfg.task.d, init=m.init, point_loss=logistic_point_loss,
                                  inner=gd_inner(cfg.inner.steps, lr, "logistic", cfg.inner.weight_decay),
                                  reduction=m.reduction, optimizer=m.optimizer, lr=m.lr, device=cfg.device)
@@ -131,7 +131,7 @@ def figures(results: dict, cfg: FourierClassConfig, out_dir: Path) -> list[str]:
 
     names = []
     for lr, res in results["runs"].items():
-        save_figure(curves_figure(res, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.meta.steps,
+        save_figure(curves_figure(res, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.train.steps,
                                   x=cfg.task.x, ylabel=f"test error (inner lr {lr})"), out_dir / f"curves_lr{lr}.png")
         save_figure(weights_figure(res), out_dir / f"weights_lr{lr}.png")
         names += [f"curves_lr{lr}.png", f"weights_lr{lr}.png"]
@@ -145,7 +145,7 @@ def summary(results: dict, cfg: FourierClassConfig) -> str:
     sizes = first["init"]["n"]
     picks = [n for n in (sizes[0], n0, sizes[len(sizes) * 3 // 4], sizes[-1])]
     lines = [f"Classification, K={cfg.inner.steps} logistic GD steps (weight decay {cfg.inner.weight_decay}), "
-             f"{cfg.meta.steps} meta-steps, d={cfg.task.d}, x={cfg.task.x}, flip_prob={cfg.flip_prob}. Test error, "
+             f"{cfg.train.steps} meta-steps, d={cfg.task.d}, x={cfg.task.x}, flip_prob={cfg.flip_prob}. Test error, "
              f"mean over {cfg.eval.num_tasks} tasks; evaluation fits: logistic regression, ridge {cfg.eval.ridge}.",
              "", "| method | " + " | ".join(f"n={n}" for n in picks) + " |", "|---|" + "---|" * len(picks)]
 
@@ -169,6 +169,6 @@ EXPERIMENTS = [
     Experiment("fourier-classification",
                "1D Fourier study for classification: logistic GD inner loop, inner lr 1e-2 and 3e-1",
                FourierClassConfig, run, figures, summary, defaults={"task.x": "uniform"},
-               quick={"task.d": 51, "meta.steps": 40, "eval.every": 40, "eval.num_sizes": 6,
+               quick={"task.d": 51, "train.steps": 40, "eval.every": 40, "eval.num_sizes": 6,
                       "eval.num_tasks": 5, "eval.n_test": 300}),
 ]

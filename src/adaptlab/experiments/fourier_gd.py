@@ -43,7 +43,7 @@ class FourierGDConfig(FourierConfig):
 
 def run(cfg: FourierGDConfig, out_dir: Path, resume: bool = False) -> dict:
     tasks = build_tasks(cfg)
-    m = cfg.meta
+    m = cfg.train
     learner = FeatureWeights(cfg.task.d, init=m.init, inner=gd_inner(cfg.inner.steps, cfg.inner.lr, "squared"),
                              point_loss=squared_error, reduction=m.reduction, optimizer=m.optimizer, lr=m.lr,
                              device=cfg.device)
@@ -56,7 +56,7 @@ def summary(results: dict, cfg: FourierGDConfig) -> str:
     return head + fourier_summary(results, cfg)
 
 
-_QUICK = {"task.d": 101, "meta.steps": 60, "eval.every": 20, "eval.num_sizes": 20}
+_QUICK = {"task.d": 101, "train.steps": 60, "eval.every": 20, "eval.num_sizes": 20}
 
 EXPERIMENTS = [
     Experiment("fourier-gd", "1D Fourier study, inner loop of K=5 gradient steps (uniform inner points)",

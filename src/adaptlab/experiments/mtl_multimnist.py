@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.config import BaseConfig, check
-from adaptlab.engine import fit
+from adaptlab.engine import fit, make_optimizer
 from adaptlab.eval.metrics import accuracy
 from adaptlab.io import progress
 from adaptlab.runner import Experiment, Stages
@@ -130,8 +130,8 @@ def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, checkpoint=None):
     torch.manual_seed(job["seed"])  # model init (and dropout) draw from the global RNG
     net = _net(tasks, cfg).to(cfg.device)
     gen = torch.Generator().manual_seed(1000 + job["seed"])  # batch order and PCGrad's task order
-    opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
-    step = MethodStep.from_name(job["method"], net, tasks, F.cross_entropy, lambda ps: opt_cls(ps, lr=tc.lr),
+    step = MethodStep.from_name(job["method"], net, tasks, F.cross_entropy,
+                                lambda ps: make_optimizer(ps, tc.optimizer, tc.lr),
                                 fixed_weights=job.get("weights", ()), mgda_normalize=tc.mgda_normalize,
                                 cagrad_c=tc.cagrad_c, gradnorm_alpha=tc.gradnorm_alpha, generator=gen)
     n, bs = data["x"].shape[0], tc.batch_size

@@ -26,13 +26,26 @@ CAPTIONS = {
 
 
 @dataclass
-class ToyConfig(BaseConfig):
-    problems: list[str] = field(default_factory=lambda: ["cagrad", "pcgrad"])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+class TrainConfig:
     # the released CAGrad toy runs Adam(lr=1e-3) for 100k steps; 20k steps at 5e-3 cover the same path length
-    # on a CPU in a few minutes (--set steps=100000 lr=0.001 for the released schedule)
+    # on a CPU in a few minutes (--set train.steps=100000 --set train.lr=0.001 for the released schedule)
     steps: int = 20000
     lr: float = 5e-3
+    checkpoint_every: int = 5000
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 1, "train.steps", self.steps, "a positive integer")
+        check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        check(self.checkpoint_every >= 1, "train.checkpoint_every", self.checkpoint_every, "a positive integer")
+
+
+@dataclass
+class ToyConfig(BaseConfig):
+    RENAMED = {"steps": "train.steps", "lr": "train.lr"}  # before the one vocabulary (docs/config.md)
+
+    problems: list[str] = field(default_factory=lambda: ["cagrad", "pcgrad"])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    train: TrainConfig = field(default_factory=TrainConfig)
     c: float = 0.5  # CAGrad radius in the released toy
     record_every: int = 100
     grid: int = 300
@@ -45,10 +58,9 @@ class ToyConfig(BaseConfig):
               f"a non-empty list from {', '.join(PROBLEMS)}")
         check(len(self.methods) > 0 and all(m in METHODS for m in self.methods), "methods", self.methods,
               f"a non-empty list from {', '.join(METHODS)}")
-        check(self.steps >= 1, "steps", self.steps, "a positive integer")
-        check(self.lr > 0, "lr", self.lr, "a positive number")
         check(self.c >= 0, "c", self.c, "a number >= 0")
-        check(1 <= self.record_every <= self.steps, "record_every", self.record_every, "an integer in 1..steps")
+        check(1 <= self.record_every <= self.train.steps, "record_every", self.record_every,
+              "an integer in 1..train.steps")
         check(20 <= self.grid <= 2000, "grid", self.grid, "an integer in 20..2000")
 
 
@@ -68,8 +80,8 @@ def _problem(cfg: ToyConfig, name: str, checkpoint) -> dict:
     from adaptlab.mtl.toy import PROBLEMS, trajectories
 
     problem, inits, _ = PROBLEMS[name]
-    r = trajectories(problem, inits, cfg.methods, cfg.steps, lr=cfg.lr, c=cfg.c, record_every=cfg.record_every,
-                     checkpoint=checkpoint)
+    r = trajectories(problem, inits, cfg.methods, cfg.train.steps, lr=cfg.train.lr, c=cfg.c,
+                     record_every=cfg.record_every, checkpoint=checkpoint, every=cfg.train.checkpoint_every)
     finals = r["paths"][:, :, -1]  # (M, I, 2)
     return {
         "inits": [list(p) for p in inits],
@@ -84,7 +96,8 @@ def run(cfg: ToyConfig, out_dir: Path, resume: bool) -> dict:
     stages = Stages(out_dir, resume)
     for name in progress(cfg.problems, desc="mtl-toy problems"):
         stages.run(name, _problem, cfg, name)
-    return {"problems": {p: stages.done[p] for p in cfg.problems}, "methods": list(cfg.methods), "steps": cfg.steps}
+    return {"problems": {p: stages.done[p] for p in cfg.problems}, "methods": list(cfg.methods),
+            "steps": cfg.train.steps}
 
 
 def figures(results: dict, cfg: ToyConfig, out_dir: Path) -> list[str]:
@@ -107,7 +120,7 @@ def figures(results: dict, cfg: ToyConfig, out_dir: Path) -> list[str]:
 
 
 def summary(results: dict, cfg: ToyConfig) -> str:
-    lines = [f"Adam (lr {cfg.lr:g}, {cfg.steps} steps) on each update direction; CAGrad c = {cfg.c:g}. "
+    lines = [f"Adam (lr {cfg.train.lr:g}, {cfg.train.steps} steps) on each update direction; CAGrad c = {cfg.c:g}. "
              "Stationarity = ||min-norm point of conv{∇L₁, ∇L₂}|| / max ||∇L_i|| at the end point "
              "(0 on the Pareto set).", ""]
     for p, r in results["problems"].items():
@@ -126,4 +139,4 @@ EXPERIMENTS = [Experiment(
     name="mtl-toy",
     description="2-D two-task toys (PCGrad, CAGrad papers): Adam on mean loss vs MGDA vs PCGrad vs CAGrad",
     config_cls=ToyConfig, run=run, figures=figures, summary=summary,
-    quick={"steps": 150, "lr": 0.1, "record_every": 10, "grid": 40})]
+    quick={"train.steps": 150, "train.lr": 0.1, "record_every": 10, "grid": 40})]

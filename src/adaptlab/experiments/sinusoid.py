@@ -30,20 +30,34 @@ COLORS = {"maml": "tab:blue", "fomaml": "tab:green", "pretrained": "tab:orange"}
 
 
 @dataclass
+class TrainConfig:
+    steps: int = 15000  # meta-steps; the paper runs 70000, the gap MAML vs pretrained is clear well before that
+    lr: float = 1e-3  # Adam
+    tasks_per_step: int = 25
+    checkpoint_every: int = 1000
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 0, "train.steps", self.steps, "a non-negative integer")
+        check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        for key in ("tasks_per_step", "checkpoint_every"):
+            check(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "a positive integer")
+
+
+@dataclass
 class SinusoidConfig(BaseConfig):
+    RENAMED = {"meta_steps": "train.steps", "outer_lr": "train.lr", "tasks_per_step": "train.tasks_per_step",
+               "checkpoint_every": "train.checkpoint_every"}  # before the one vocabulary (docs/config.md)
+
     shots: list[int] = field(default_factory=lambda: [5, 10])
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     hidden: list[int] = field(default_factory=lambda: [40, 40])
     inner_lr: float = 0.01
     inner_steps: int = 1  # inner steps during meta-training (the paper's sinusoid setting)
-    meta_steps: int = 15000  # the paper runs 70000; the gap MAML vs pretrained is clear well before that
-    tasks_per_step: int = 25
-    outer_lr: float = 1e-3  # Adam
+    train: TrainConfig = field(default_factory=TrainConfig)
     eval_tasks: int = 600
     eval_steps: int = 10
     eval_points: int = 100
     plot_tasks: int = 3
-    checkpoint_every: int = 1000
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -53,11 +67,10 @@ class SinusoidConfig(BaseConfig):
         check(len(self.methods) > 0 and not bad, "methods", self.methods, f"a non-empty subset of {METHODS}")
         check(len(self.hidden) > 0 and all(h >= 1 for h in self.hidden), "hidden", self.hidden,
               "a non-empty list of positive widths")
-        for key in ("inner_lr", "outer_lr"):
-            check(getattr(self, key) > 0, key, getattr(self, key), "a positive number")
-        for key in ("inner_steps", "meta_steps", "eval_steps", "plot_tasks"):
+        check(self.inner_lr > 0, "inner_lr", self.inner_lr, "a positive number")
+        for key in ("inner_steps", "eval_steps", "plot_tasks"):
             check(getattr(self, key) >= 0, key, getattr(self, key), "a non-negative integer")
-        for key in ("tasks_per_step", "eval_tasks", "eval_points", "checkpoint_every"):
+        for key in ("eval_tasks", "eval_points"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "a positive integer")
         check(self.eval_tasks >= 2, "eval_tasks", self.eval_tasks, "an integer >= 2 (for the confidence interval)")
 
@@ -80,8 +93,8 @@ def train_one(cfg: SinusoidConfig, k: int, method: str, checkpoint=None) -> dict
             return F.mse_loss(model(x.reshape(-1, 1)), y.reshape(-1, 1))
         return maml.loss(b)[0]
 
-    hist = fit(step, lambda _: tasks.sample(cfg.tasks_per_step, gen, n_support=k, n_query=k), steps=cfg.meta_steps,
-               optimizer=make_optimizer(model.parameters(), "adam", cfg.outer_lr), generator=gen,
+    hist = fit(step, lambda _: tasks.sample(cfg.train.tasks_per_step, gen, n_support=k, n_query=k),
+               steps=cfg.train.steps, optimizer=make_optimizer(model.parameters(), "adam", cfg.train.lr), generator=gen,
                modules={"model": model}, checkpoint=checkpoint, progress=progress, desc=f"{method}-{k}")
     return {"model": model.state_dict(), "train_loss": hist["loss"]}
 
@@ -105,7 +118,7 @@ def evaluate(cfg: SinusoidConfig, k: int, model: MLP) -> dict:
 
 
 def run(cfg: SinusoidConfig, out_dir: Path, resume: bool = False) -> dict:
-    stages = Stages(out_dir, resume, every=cfg.checkpoint_every)
+    stages = Stages(out_dir, resume, every=cfg.train.checkpoint_every)
     results: dict = {"steps": list(range(cfg.eval_steps + 1)), "shots": {}}
     for k in cfg.shots:
         per = results["shots"].setdefault(str(k), {})
@@ -175,7 +188,7 @@ def figures(results: dict, cfg: SinusoidConfig, out_dir: Path) -> list[str]:
 
 def summary(results: dict, cfg: SinusoidConfig) -> str:
     s = cfg.eval_steps
-    lines = [f"Sinusoid regression, {cfg.meta_steps} meta-steps of {cfg.tasks_per_step} tasks, inner lr "
+    lines = [f"Sinusoid regression, {cfg.train.steps} meta-steps of {cfg.train.tasks_per_step} tasks, inner lr "
              f"{cfg.inner_lr} ({cfg.inner_steps} inner step(s) in training). Query MSE on {cfg.eval_tasks} "
              "held-out tasks, mean ± 95% CI.", "",
              f"| K | method | 0 steps | 1 step | {s} steps |", "|---|---|---|---|---|"]
@@ -189,6 +202,6 @@ def summary(results: dict, cfg: SinusoidConfig) -> str:
 EXPERIMENTS = [
     Experiment("sinusoid-maml", "Sinusoid regression: MAML vs first-order MAML vs a jointly pretrained network",
                SinusoidConfig, run, figures, summary,
-               quick={"shots": [5], "meta_steps": 150, "eval_tasks": 50, "eval_steps": 5, "plot_tasks": 2,
-                      "checkpoint_every": 50}),
+               quick={"shots": [5], "train.steps": 150, "eval_tasks": 50, "eval_steps": 5, "plot_tasks": 2,
+                      "train.checkpoint_every": 50}),
 ]

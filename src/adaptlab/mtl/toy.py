@@ -83,7 +83,8 @@ def direction(aggregator: Aggregator, G: Tensor) -> Tensor:
 
 
 def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[float]], methods: Sequence[str],
-                 steps: int, lr: float = 1e-3, c: float = 0.5, record_every: int = 100, checkpoint=None) -> dict:
+                 steps: int, lr: float = 1e-3, c: float = 0.5, record_every: int = 100, checkpoint=None,
+                 every: int | None = None) -> dict:
     """Adam on every (method, start) pair at once; Adam is elementwise, so one optimiser over the stacked
     (M, I, 2) parameters equals M·I independent ones. The loop is :func:`adaptlab.engine.fit`, the update
     direction of each method filling the gradient.
@@ -92,7 +93,8 @@ def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[f
         problem: losses of theta (..., 2). inits: I starting points. methods: M names for :func:`toy_aggregator`.
         steps: Adam steps. lr: step size (1e-3 as in the released toy). c: CAGrad radius.
         record_every: keep every k-th point of the paths.
-        checkpoint: saved every ``record_every * 50`` steps and resumed from (see :func:`adaptlab.engine.fit`).
+        checkpoint: saved every ``every`` steps (default ``record_every * 50``) and resumed from (see
+            :func:`adaptlab.engine.fit`).
 
     Returns:
         dict with ``paths`` (M, I, K, 2) and ``losses`` (M, I, K, 2).
@@ -111,7 +113,7 @@ def trajectories(problem: Callable[[Tensor], Tensor], inits: Sequence[Sequence[f
             hist["losses"].append(problem(theta.detach()))
 
     fit(step, steps=steps, optimizer=torch.optim.Adam([theta], lr=lr), params=[theta], history=hist,
-        checkpoint=checkpoint, every=record_every * 50, callbacks=[record])
+        checkpoint=checkpoint, every=every or record_every * 50, callbacks=[record])
     return {"paths": torch.stack(hist["paths"], dim=2), "losses": torch.stack(hist["losses"], dim=2)}
 
 
