@@ -31,11 +31,8 @@ def test_bad_configs_exit_2_with_one_clear_line(name, override, words, tmp_path)
 
 
 def _comparable(results: dict) -> dict:
-    """Results without wall-clock measurements (latencies, scan time), which no rerun reproduces."""
-    results = json.loads(json.dumps(results))
-    results.pop("latency")
-    results["channel"].pop("latency")
-    results["scan"].pop("seconds")
+    """results.json holds no wall-clock measurements (they are in timings.json), so it compares as it is."""
+    assert "latency" not in results and "latency" not in results["channel"] and "seconds" not in results["scan"]
     return results
 
 

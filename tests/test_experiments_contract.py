@@ -24,3 +24,13 @@ def test_quick_form_writes_a_valid_run_folder(name, tmp_path):
     assert (out / "summary.md").read_text().strip()
     assert list(out.glob("*.png")), "every experiment draws at least one figure"
     assert not list(out.glob("checkpoint*")) and not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("name", ["prune-mnist", "quantize-mnist", "mtl-multimnist", "omniglot-protonet"])
+def test_the_same_seed_gives_a_byte_identical_results_json(name, tmp_path):
+    """The experiments that measure time keep it in timings.json, so results.json repeats byte for byte."""
+    for run in ("a", "b"):
+        code, _, err = cli("run", name, "--quick", "--out", str(tmp_path / run))
+        assert code == 0, err
+    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
+    assert json.loads((tmp_path / "a" / "timings.json").read_text())["wall_seconds"] > 0

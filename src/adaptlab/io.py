@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -60,6 +61,36 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Strict JSON (``allow_nan=False``): a NaN or infinity is an error, never written."""
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+#: Result keys that hold wall-clock measurements (``train_seconds``, ``latency``, ``p90_ms``, ...).
+TIMING_KEY = re.compile(r"(^|_)(seconds|latency)($|_)|_ms$")
+
+
+def split_timings(results: dict) -> tuple[dict, dict]:
+    """``(results without wall-clock entries, those entries)``, both nested as in ``results``.
+
+    Every dict key matching :data:`TIMING_KEY` and everything under ``results["timings"]`` is a measurement
+    of this machine at this moment, so it goes to ``timings.json``; what stays is reproducible byte for byte.
+
+    >>> split_timings({"acc": 0.9, "train_seconds": 12.5, "model": {"latency": {"b1": 3.0}, "size": 4}})
+    ({'acc': 0.9, 'model': {'size': 4}}, {'train_seconds': 12.5, 'model': {'latency': {'b1': 3.0}}})
+    """
+    kept: dict = {}
+    moved: dict = {}
+    for k, v in results.items():
+        if k == "timings" and isinstance(v, dict):
+            moved.update(v)
+        elif TIMING_KEY.search(str(k)):
+            moved[k] = v
+        elif isinstance(v, dict):
+            sub_kept, sub_moved = split_timings(v)
+            kept[k] = sub_kept
+            if sub_moved:
+                moved[k] = sub_moved
+        else:
+            kept[k] = v
+    return kept, moved
 
 
 def first_non_finite(obj: Any, path: str = "") -> tuple[str, float] | None:

@@ -3,8 +3,9 @@
 A run folder holds::
 
     config.json     the fully resolved config (written first)
-    timings.json    wall-clock measurements (the run's wall time, and any ``results["timings"]`` of the
-                    experiment), kept out of results.json so that results.json is reproducible byte for byte
+    timings.json    wall-clock measurements (the run's wall time, ``results["timings"]`` and every result key
+                    named like ``*_seconds``, ``latency``, ``*_ms``: :func:`adaptlab.io.split_timings`), kept out
+                    of results.json so that results.json is reproducible byte for byte
     checkpoint.pt   training state while the run is in progress (removed when it finishes)
     results.json    the numbers (written last, atomically: its presence means the run finished)
     *.png           figures drawn from results.json
@@ -36,6 +37,7 @@ from adaptlab.io import (  # noqa: F401  (re-exported for experiments)
     first_non_finite,
     progress,
     save_figure,
+    split_timings,
 )
 
 # ------------------------------------------------------------------------------------------- stages
@@ -324,11 +326,11 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
             summary_md = f"# {exp.name}\n\n{banner}{summary}\n\nWall time: {seconds:.2f} s\n"
             atomic_write_text(out / "summary.md", summary_md)
             _write_report(out, exp.name, cfg, results, summary_md)
-            timings = {"wall_seconds": round(seconds, 3), **results.get("timings", {})}
-            atomic_write_json(out / "timings.json", timings)
+            reproducible, timings = split_timings(results)
+            atomic_write_json(out / "timings.json", {"wall_seconds": round(seconds, 3), **timings})
             # last: its presence marks a finished run; wall-clock measurements live in timings.json, so the same
             # seed gives a byte-identical results.json
-            atomic_write_json(out / "results.json", {k: v for k, v in results.items() if k != "timings"})
+            atomic_write_json(out / "results.json", reproducible)
             Checkpoint(out).clear()
         except BaseException:
             if not resume and not _has_checkpoint(out):  # nothing worth resuming: leave nothing behind
