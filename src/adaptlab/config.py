@@ -51,6 +51,7 @@ class BaseConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check(0 <= self.seed <= 2**31 - 1, "seed", self.seed, "an integer in 0..2147483647")
         check(self.device in ("cpu", "cuda") or self.device.startswith("cuda:"),
               "device", self.device, "'cpu', 'cuda' or 'cuda:N'")
 
@@ -241,11 +242,15 @@ def _parse_text(raw: str, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}={raw!r} is invalid; expected true or false")
     if tp is int:
         try:
+            if not raw.isascii():  # int() reads other scripts' digits ("٣" == 3): refuse them as typos
+                raise ValueError
             return int(raw)
         except ValueError:
             raise ConfigError(f"{key}={raw!r} is invalid; expected an integer") from None
     if tp is float:
         try:
+            if not raw.isascii():
+                raise ValueError
             return float(raw)
         except ValueError:
             raise ConfigError(f"{key}={raw!r} is invalid; expected a number") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import fnmatch
 import inspect
 import io
 import json
@@ -65,6 +66,8 @@ def _comments(cls: type) -> dict[str, str]:
 def _text(node: ast.AST, env: dict[str, str]) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Name) and node.id in env:  # check(..., key, ...) inside `for key in (...)`
+        return env[node.id]
     if isinstance(node, ast.JoinedStr):
         parts = []
         for v in node.values:
@@ -72,8 +75,8 @@ def _text(node: ast.AST, env: dict[str, str]) -> str | None:
                 parts.append(str(v.value))
             elif isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name) and v.value.id in env:
                 parts.append(env[v.value.id])
-            else:
-                parts.append("...")
+            else:  # a value only known at run time: a wildcard in a key, an ellipsis in a description
+                parts.append("\0")
         return "".join(parts)
     return None
 
@@ -95,8 +98,8 @@ def _accepted(module_name: str) -> dict[str, str]:
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check" and len(node.args) >= 4:
             for env in envs:
                 key, accepted = _text(node.args[1], env), _text(node.args[3], env)
-                if key and accepted and "..." not in key:
-                    out.setdefault(key, accepted)
+                if key and accepted:
+                    out.setdefault(key.replace("\0", "*"), accepted.replace("\0", "…"))
         for child in ast.iter_child_nodes(node):
             visit(child, envs)
 
@@ -121,9 +124,11 @@ def describe(cfg: Any, prefix: str = "") -> list[FieldDoc]:
             continue
         owner = next(k for k in cls.__mro__ if dataclasses.is_dataclass(k) and f.name in k.__dict__.get(
             "__dataclass_fields__", {}) and f.name in getattr(k, "__annotations__", {}))
-        accepted = ""
+        accepted = getattr(cls, "ACCEPTED", {}).get(f.name, "")  # ranges checked by a shared validator
         for k in cls.__mro__:
-            accepted = accepted or _accepted(k.__module__).get(key, "")
+            table = _accepted(k.__module__)
+            accepted = accepted or table.get(key, "") or next(
+                (v for p, v in table.items() if "*" in p and fnmatch.fnmatchcase(key, p)), "")
         default = list(value) if isinstance(value, tuple) else value
         out.append(FieldDoc(key, _describe(hints[f.name]), default, accepted, _comments(owner).get(f.name, "")))
     return out

@@ -27,12 +27,15 @@ class TrainCfg:
     schedule: Literal["cosine", "constant"] = "cosine"
     checkpoint_every: int = 100
 
+    SECTION = "train"  # the config section this class is (errors name SECTION.key)
+
     def __post_init__(self):
-        check(self.steps >= 0, "train.steps", self.steps, "an integer >= 0")
-        check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
-        check(self.lr > 0, "train.lr", self.lr, "a positive number")
-        check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
-        check(self.checkpoint_every >= 1, "train.checkpoint_every", self.checkpoint_every, "an integer >= 1")
+        s = self.SECTION
+        check(0 <= self.steps <= 10_000_000, f"{s}.steps", self.steps, "an integer in 0..10000000")
+        check(1 <= self.batch_size <= 65536, f"{s}.batch_size", self.batch_size, "an integer in 1..65536")
+        check(0 < self.lr <= 10, f"{s}.lr", self.lr, "a positive number <= 10")
+        check(0 <= self.weight_decay <= 1, f"{s}.weight_decay", self.weight_decay, "a number in [0, 1]")
+        check(self.checkpoint_every >= 1, f"{s}.checkpoint_every", self.checkpoint_every, "an integer >= 1")
 
 
 @dataclass

@@ -96,7 +96,8 @@ class AliasConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.c0 != 0 and self.c1 != 0, "c0/c1", (self.c0, self.c1), "non-zero initial weights")
+        check(self.c0 != 0 and abs(self.c0) <= 100, "c0", self.c0, "a non-zero weight in [-100, 100]")
+        check(self.c1 != 0 and abs(self.c1) <= 100, "c1", self.c1, "a non-zero weight in [-100, 100]")
         check(self.noise >= 0, "noise", self.noise, "a non-negative number")
         check(self.num_logged >= 2, "num_logged", self.num_logged, "an integer >= 2")
 

@@ -44,6 +44,7 @@ class PruneCfg:
         check(len(self.grid) >= 1, "prune.grid", self.grid, "at least one sparsity")
         check(0.0 < self.target <= 1.0, "prune.target", self.target, "a fraction of weights kept in (0, 1]")
         check(self.finetune_steps >= 0, "prune.finetune_steps", self.finetune_steps, "an integer >= 0")
+        check(0 < self.finetune_lr <= 10, "prune.finetune_lr", self.finetune_lr, "a positive number <= 10")
         check(0.0 <= self.compare_sparsity <= 1.0, "prune.compare_sparsity", self.compare_sparsity, "[0, 1]")
 
 
@@ -57,6 +58,7 @@ class ChannelCfg:
         check(0.0 <= self.ratio < 1.0, "channel.ratio", self.ratio,
               "a fraction of channels removed in [0, 1)")
         check(self.finetune_steps >= 0, "channel.finetune_steps", self.finetune_steps, "an integer >= 0")
+        check(0 < self.finetune_lr <= 10, "channel.finetune_lr", self.finetune_lr, "a positive number <= 10")
 
 
 @dataclass
@@ -70,6 +72,7 @@ class PruneMnistConfig(BaseConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        check(1 <= self.latency_repeats <= 10000, "latency_repeats", self.latency_repeats, "an integer in 1..10000")
         check(1 <= len(self.widths) <= 6 and all(w >= 1 for w in self.widths), "widths", self.widths,
               "1 to 6 positive conv widths")
         from adaptlab.compress.prune import check_names

@@ -77,6 +77,18 @@ class FourierConfig(BaseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         t, m, e = self.task, self.train, self.eval
+        # upper bounds keep the evaluation (up to max_factor * d points of d features per task) within memory
+        check(1 <= t.d <= 4001 and t.d % 2 == 1, "task.d", t.d, "an odd integer in 1..4001")
+        check(1 <= t.n_inner <= 100_000, "task.n_inner", t.n_inner, "an integer in 1..100000")
+        check(1 <= t.n_meta <= 100_000, "task.n_meta", t.n_meta, "an integer in 1..100000")
+        check(0 <= t.noise <= 1000, "task.noise", t.noise, "a number in [0, 1000]")
+        check(m.init != 0 and abs(m.init) <= 1000, "train.init", m.init, "a non-zero number in [-1000, 1000]")
+        check(m.steps <= 10_000_000 and m.tasks_per_step <= 10_000, "train.steps", m.steps,
+              "at most 10000000 steps of at most 10000 tasks")
+        check(m.lr <= 1e3, "train.lr", m.lr, "a positive number <= 1000")
+        check(e.n_test <= 1_000_000 and e.num_tasks <= 10_000 and e.num_sizes <= 1000 and e.max_factor <= 100,
+              "eval", (e.n_test, e.num_tasks, e.num_sizes, e.max_factor),
+              "n_test <= 1000000, num_tasks <= 10000, num_sizes <= 1000, max_factor <= 100")
         validate_fourier(t.d, t.support, t.x, t.n_inner, t.n_meta, t.noise, prefix="task.",
                          names={"n_support": "n_inner", "n_query": "n_meta"})
         check(len(set(t.support)) == len(t.support), "task.support", t.support, "distinct feature indices")

@@ -60,7 +60,7 @@ class FourierClassConfig(FourierConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         i, e = self.inner, self.eval
-        check(i.steps >= 0, "inner.steps", i.steps, "a non-negative integer")
+        check(0 <= i.steps <= 1000, "inner.steps", i.steps, "an integer in 0..1000")
         check(len(i.lrs) > 0 and all(lr > 0 for lr in i.lrs), "inner.lrs", i.lrs,
               "a non-empty list of positive step sizes, e.g. 0.01,0.3")
         check(len(set(i.lrs)) == len(i.lrs), "inner.lrs", i.lrs, "distinct step sizes")

@@ -37,8 +37,8 @@ class FourierGDConfig(FourierConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.inner.steps >= 0, "inner.steps", self.inner.steps, "a non-negative integer")
-        check(self.inner.lr > 0, "inner.lr", self.inner.lr, "a positive number")
+        check(0 <= self.inner.steps <= 1000, "inner.steps", self.inner.steps, "an integer in 0..1000")
+        check(0 < self.inner.lr <= 100, "inner.lr", self.inner.lr, "a positive number <= 100")
 
 
 def run(cfg: FourierGDConfig, out_dir: Path, resume: bool = False) -> dict:

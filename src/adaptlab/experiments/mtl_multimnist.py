@@ -48,7 +48,7 @@ class TrainConfig:
     dropout: float = 0.0
     mgda_normalize: str = "loss+"  # Sener & Koltun's MultiMNIST setting
     cagrad_c: float = 0.4
-    gradnorm_alpha: float = 1.5
+    gradnorm_alpha: float = 1.5  # GradNorm's restoring-force strength (the paper's value for this kind of task)
     diag_every: int = 25  # steps between gradient-cosine measurements (seed 0 only)
 
 
@@ -76,7 +76,11 @@ class MultiMNISTConfig(BaseConfig):
         check(0 <= t.dropout < 1, "train.dropout", t.dropout, "a number in [0, 1)")
         check(t.mgda_normalize in ("none", "l2", "loss", "loss+"), "train.mgda_normalize", t.mgda_normalize,
               "one of 'none', 'l2', 'loss', 'loss+'")
-        check(t.cagrad_c >= 0, "train.cagrad_c", t.cagrad_c, "a number >= 0")
+        check(0 <= t.cagrad_c <= 100, "train.cagrad_c", t.cagrad_c, "a number in [0, 100]")
+        check(0 <= t.gradnorm_alpha <= 100, "train.gradnorm_alpha", t.gradnorm_alpha, "a number in [0, 100]")
+        check(d.seed >= 0, "data.seed", d.seed, "a non-negative integer")
+        check(t.epochs <= 10_000 and t.batch_size <= 60_000 and t.lr <= 10, "train", (t.epochs, t.batch_size, t.lr),
+              "epochs <= 10000, batch_size <= 60000, lr <= 10")
         check(t.diag_every >= 1, "train.diag_every", t.diag_every, "a positive integer")
         bad = [m for m in self.methods if m not in ALL_METHODS]
         check(not bad and len(self.methods) > 0, "methods", self.methods,

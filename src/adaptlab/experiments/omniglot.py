@@ -73,8 +73,13 @@ class TrainConfig:
         check(self.q_query >= 1, "train.q_query", self.q_query, "an integer >= 1")
         check(self.k_shot + self.q_query <= 20, "train.k_shot", self.k_shot, "k_shot + q_query <= 20 drawers")
         check(self.lr > 0, "train.lr", self.lr, "a positive number")
-        check(self.inner_steps >= 1 and self.test_inner_steps >= 1, "train.inner_steps", self.inner_steps,
-              "inner_steps and test_inner_steps >= 1")
+        check(1 <= self.inner_steps <= 100, "train.inner_steps", self.inner_steps, "an integer in 1..100")
+        check(1 <= self.test_inner_steps <= 100, "train.test_inner_steps", self.test_inner_steps,
+              "an integer in 1..100")
+        check(0 < self.inner_lr <= 100, "train.inner_lr", self.inner_lr, "a positive number <= 100")
+        check(self.lr_halve_every >= 0, "train.lr_halve_every", self.lr_halve_every, "an integer >= 0 (0: never)")
+        check(self.steps <= 10_000_000 and self.lr <= 10, "train.steps", self.steps, "at most 10000000 steps "
+              "(and train.lr <= 10)")
 
 
 @dataclass
@@ -87,10 +92,13 @@ class EvalConfig:
     mhd: bool = True               # baselines: also score the modified Hausdorff distance (105x105, ~1 min)
 
     def __post_init__(self):
-        check(self.episodes >= 1, "eval.episodes", self.episodes, "an integer >= 1")
-        check(all(w >= 2 for w in self.ways), "eval.ways", self.ways, "integers >= 2")
-        check(all(s >= 1 for s in self.shots) and max(self.shots) + self.queries <= 20, "eval.shots",
-              self.shots, "shots >= 1 with max(shots) + queries <= 20")
+        check(1 <= self.episodes <= 1_000_000, "eval.episodes", self.episodes, "an integer in 1..1000000")
+        check(len(self.ways) > 0 and all(2 <= w <= 1000 for w in self.ways), "eval.ways", self.ways,
+              "a non-empty list of integers in 2..1000")
+        check(1 <= self.queries <= 19, "eval.queries", self.queries, "an integer in 1..19")
+        check(len(self.shots) > 0 and all(s >= 1 for s in self.shots) and max(self.shots) + self.queries <= 20,
+              "eval.shots", self.shots, "a non-empty list of shots >= 1 with max(shots) + queries <= 20")
+        check(1 <= self.batch <= 10_000, "eval.batch", self.batch, "an integer in 1..10000")
 
 
 @dataclass

@@ -67,11 +67,13 @@ class SinusoidConfig(BaseConfig):
         check(len(self.methods) > 0 and not bad, "methods", self.methods, f"a non-empty subset of {METHODS}")
         check(len(self.hidden) > 0 and all(h >= 1 for h in self.hidden), "hidden", self.hidden,
               "a non-empty list of positive widths")
-        check(self.inner_lr > 0, "inner_lr", self.inner_lr, "a positive number")
-        for key in ("inner_steps", "eval_steps", "plot_tasks"):
-            check(getattr(self, key) >= 0, key, getattr(self, key), "a non-negative integer")
+        check(0 < self.inner_lr <= 100, "inner_lr", self.inner_lr, "a positive number <= 100")
+        for key in ("inner_steps", "eval_steps"):
+            check(0 <= getattr(self, key) <= 1000, key, getattr(self, key), "an integer in 0..1000")
+        check(0 <= self.plot_tasks <= min(self.eval_tasks, 20), "plot_tasks", self.plot_tasks,
+              "an integer in 0..min(eval_tasks, 20)")
         for key in ("eval_tasks", "eval_points"):
-            check(getattr(self, key) >= 1, key, getattr(self, key), "a positive integer")
+            check(1 <= getattr(self, key) <= 100_000, key, getattr(self, key), "an integer in 1..100000")
         check(self.eval_tasks >= 2, "eval_tasks", self.eval_tasks, "an integer >= 2 (for the confidence interval)")
 
 
