@@ -307,6 +307,8 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
     except OSError as e:
         raise RunDirError(f"--out {out} cannot be created ({e.strerror}); choose a writable folder") from None
     with RunLock(out):
+        for torn in out.glob(".*.tmp"):  # an atomic write cut off by a kill: never valid, never read
+            torn.unlink(missing_ok=True)
         wrote_config = False
         try:
             if not resume:
