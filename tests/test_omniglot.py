@@ -218,3 +218,19 @@ def test_a_real_drawing_decodes_to_ink():
     img[40:60, 50:52] = 0  # a stroke
     ink = _decode_png(_png(img))
     assert ink.shape == (105, 105) and int(ink.sum()) == 40
+
+
+def test_every_archive_is_checked_before_the_run_folder_exists(tmp_path):
+    """all_runs.zip and the other minimal set are needed only after training: a missing one must stop the
+    run before it starts, not after."""
+    import os
+    from pathlib import Path
+
+    data = tmp_path / "omniglot"
+    data.mkdir()
+    src = Path(os.environ["ADAPTLAB_DATA"]) / "omniglot"
+    shutil.copy(src / "images_background_small1.zip", data)  # small2 and the 20 runs are missing
+    out = tmp_path / "run"
+    code, _, err = cli("run", "omniglot-protonet", "--quick", "--set", f"data.root={data}", "--out", str(out))
+    assert code == 2 and "images_background_small2.zip" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -142,3 +142,18 @@ def mean_loss_curve(losses: list[float], points: int = 60) -> list[float]:
         return []
     w = max(1, len(losses) // points)
     return [sum(losses[i:i + w]) / len(losses[i:i + w]) for i in range(0, len(losses), w)]
+
+
+def check_mnist(cfg) -> None:
+    """MNIST (and MNIST-1D when a config names the ``mnist1d`` model) present before the run folder exists."""
+    from adaptlab.data.mnist import load_mnist
+
+    load_mnist()
+    if "mnist1d" in getattr(cfg, "models", ()):
+        from adaptlab.data.mnist1d import INSTALL_HINT
+        from adaptlab.errors import DataError
+
+        try:
+            import mnist1d  # noqa: F401
+        except ImportError:
+            raise DataError(f"MNIST-1D needs the mnist1d generator; run: {INSTALL_HINT}") from None

@@ -20,6 +20,7 @@ from adaptlab.config import BaseConfig, check
 from adaptlab.experiments._compress_common import (
     DataCfg,
     TrainCfg,
+    check_mnist,
     latency_pair,
     mean_loss_curve,
     mnist_split,
@@ -285,7 +286,7 @@ EXPERIMENTS = [Experiment(
     name="prune-mnist",
     description="Fine-grained + channel pruning of a VGG-style CNN on MNIST: sensitivity scan, allocation, "
                 "fine-tune",
-    config_cls=PruneMnistConfig, run=run, figures=figures, summary=summary,
+    config_cls=PruneMnistConfig, run=run, figures=figures, summary=summary, check=check_mnist,
     quick={"data.train_size": 2000, "data.val_size": 300, "data.test_size": 500, "widths": [4, 8],
            "train.steps": 30, "train.batch_size": 64, "prune.grid": [0.0, 0.5, 0.9], "prune.finetune_steps": 5,
            "channel.finetune_steps": 5, "latency_repeats": 3},

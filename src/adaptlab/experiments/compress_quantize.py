@@ -22,6 +22,7 @@ from adaptlab.experiments._compress_common import (
     DataCfg,
     Split,
     TrainCfg,
+    check_mnist,
     latency_pair,
     mnist1d_split,
     mnist_split,
@@ -246,7 +247,7 @@ def summary(res: dict, cfg: QuantizeMnistConfig) -> str:
 EXPERIMENTS = [Experiment(
     name="quantize-mnist",
     description="k-means quantization (8/4/2 bits, QAT) and int8 integer-only inference of three small CNNs",
-    config_cls=QuantizeMnistConfig, run=run, figures=figures, summary=summary,
+    config_cls=QuantizeMnistConfig, run=run, figures=figures, summary=summary, check=check_mnist,
     quick={"models": ["lenet", "mnist1d"], "data.train_size": 2000, "data.val_size": 300,
            "data.test_size": 500, "train.steps": 40, "train.batch_size": 64, "train1d.steps": 50,
            "mnist1d_samples": 1000, "kmeans.iters": 5, "kmeans.qat_steps": 3,

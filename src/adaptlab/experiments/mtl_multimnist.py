@@ -99,6 +99,13 @@ class MultiMNISTConfig(BaseConfig):
 # ---------------------------------------------------------------------------------------- the data
 
 
+def _check_mnist(cfg: MultiMNISTConfig) -> None:
+    """MNIST present and verified before the run folder exists."""
+    from adaptlab.data.mnist import load_mnist
+
+    load_mnist()
+
+
 def build_data(cfg: MultiMNISTConfig) -> dict[str, torch.Tensor]:
     from adaptlab.data.mnist import load_mnist
     from adaptlab.data.multimnist import make_multimnist, normalize
@@ -361,4 +368,4 @@ EXPERIMENTS = [Experiment(
     name="mtl-multimnist",
     description="MultiMNIST left/right digits: single-task vs equal, uncertainty, GradNorm, MGDA-UB, PCGrad, "
                 "CAGrad; Δm, Pareto front, gradient conflict, CKA",
-    config_cls=MultiMNISTConfig, run=run, figures=figures, summary=summary, quick=QUICK)]
+    config_cls=MultiMNISTConfig, run=run, figures=figures, summary=summary, quick=QUICK, check=_check_mnist)]

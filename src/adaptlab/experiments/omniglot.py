@@ -312,12 +312,22 @@ def run(cfg: OmniglotConfig, out_dir: Path, resume: bool) -> dict:
     return results
 
 
+def check_data(cfg: OmniglotConfig) -> None:
+    """Every archive the run will open — the background sets, the other minimal set for the unseen alphabets,
+    all_runs.zip — present and verified before anything starts (a DataError naming the file otherwise)."""
+    from adaptlab.data.omniglot import archive_path
+
+    # every background reads both minimal sets: the union is both, a minimal set reads the other for held-out
+    for name in ("small1", "small2", "runs"):
+        archive_path(name, _root(cfg), cfg.data.download)
+
+
 def _exp(name, method, description, quick_extra=None):
     quick = {"data.backgrounds": ["small1"], "train.steps": 4, "train.curve_every": 100, "train.n_way": 5,
              "train.k_shot": 1, "train.q_query": 2, "train.batch": 32, "eval.episodes": 10, "eval.ways": [5],
              "eval.shots": [1], "eval.queries": 1, "eval.mhd": False, **(quick_extra or {})}
     return Experiment(name, description, OmniglotConfig, run, figures, summary, quick=quick,
-                      defaults={"method": method, **_DEFAULTS[method]})
+                      defaults={"method": method, **_DEFAULTS[method]}, check=check_data)
 
 
 _MAML = {"data.backgrounds": ["small1"], "train.n_way": 20, "train.k_shot": 1, "train.q_query": 2,
