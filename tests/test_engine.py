@@ -312,3 +312,19 @@ def test_make_optimizer_names_and_refusal():
     assert isinstance(make_optimizer(p, "adam", 0.1), torch.optim.Adam)
     with pytest.raises(ValueError, match="'lbfgs'.*'adam' or 'sgd'"):
         make_optimizer(p, "lbfgs", 0.1)
+
+
+def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+    from adaptlab.errors import DivergedError
+    from adaptlab.io import Checkpoint
+
+    w = torch.ones(1, requires_grad=True)
+    ckpt = Checkpoint(tmp_path, every=2)
+
+    def step(i):
+        return (w * (float("nan") if i == 5 else 1.0)).sum()
+
+    with pytest.raises(DivergedError, match=r"diverged at step 6: loss=nan; lower the learning rate"):
+        fit(step, steps=10, optimizer=torch.optim.SGD([w], lr=0.1), params=[w], checkpoint=ckpt)
+    state = ckpt.load()
+    assert state["step"] == 4 and torch.isfinite(state["params"][0]).all()

@@ -10,6 +10,9 @@ One step of ``fit`` is (``step`` counts from 0)::
     callback(step + 1, history)                # for each callback
     checkpoint.save(state) when (step + 1) % every == 0, except after the last step
 
+A non-finite loss stops the loop with a :class:`~adaptlab.errors.DivergedError` ("diverged at step k: loss=nan;
+lower the learning rate"), before anything of that step is checkpointed: the last checkpoint stays good.
+
 Without an ``optimizer``, ``step_fn`` does the whole update itself (an object that owns its optimizer, such as
 :class:`adaptlab.mtl.train.MethodStep`); a ``step_fn`` that fills ``.grad`` itself (a gradient aggregator)
 returns a loss without a graph, or None, and ``fit`` does not back-propagate it.
@@ -42,7 +45,7 @@ from typing import Any
 
 import torch
 
-from adaptlab.errors import RunDirError
+from adaptlab.errors import DivergedError, RunDirError
 
 __all__ = ["constant", "cosine", "derive_seed", "fit", "make_optimizer", "step_halving"]
 
@@ -174,7 +177,11 @@ def fit(step_fn: Callable[[Any], Any], batches: Callable[[int], Any] | None = No
                 all_reduce(opt_params)
             optimizer.step()
         if loss is not None:
-            history["loss"].append(float(loss.detach() if isinstance(loss, torch.Tensor) else loss))
+            value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+            if not math.isfinite(value):  # stop before this step's state can reach a checkpoint
+                raise DivergedError(f"diverged at step {step + 1}: loss={value}; lower the learning rate "
+                                    "(train.lr) and resume or restart")
+            history["loss"].append(value)
         history["seconds"] += time.perf_counter() - t0
         for cb in callbacks:
             cb(step + 1, history)
