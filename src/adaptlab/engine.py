@@ -180,7 +180,7 @@ def fit(step_fn: Callable[[Any], Any], batches: Callable[[int], Any] | None = No
             value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             if not math.isfinite(value):  # stop before this step's state can reach a checkpoint
                 raise DivergedError(f"diverged at step {step + 1}: loss={value}; lower the learning rate "
-                                    "(train.lr) and resume or restart")
+                                    "(train.lr) and run again")
             history["loss"].append(value)
         history["seconds"] += time.perf_counter() - t0
         for cb in callbacks:
