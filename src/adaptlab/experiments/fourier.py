@@ -248,21 +248,53 @@ def _at(curve: dict, n: int) -> float:
     return curve["mean"][curve["n"].index(n)]
 
 
+def feature_name(i: int) -> tuple[int, str]:
+    """Feature index -> (frequency k, "const" | "sin" | "cos"): 0 is the constant, 2k-1 sin(k pi x), 2k cos."""
+    return (0, "const") if i == 0 else ((i + 1) // 2, "sin" if i % 2 else "cos")
+
+
+def suppressed_features(c: torch.Tensor, support, n_inner: int, grid: bool, top: int = 12) -> list[dict]:
+    """The ``top`` features with the smallest |c|, each with its frequency and whether it aliases a support
+    frequency on the n-point grid (k = +-k0 mod n: the same values at every grid point, up to sign)."""
+    k_support = {feature_name(i)[0] for i in support if i > 0}
+    out = []
+    for i in c.abs().argsort()[:top].tolist():
+        k, kind = feature_name(i)
+        alias = grid and any((k - k0) % n_inner == 0 or (k + k0) % n_inner == 0 for k0 in k_support)
+        out.append({"index": i, "k": k, "kind": kind, "weight": float(c[i]), "aliases_support": alias})
+    return out
+
+
 def fourier_summary(results: dict, cfg: FourierConfig, metric_name: str = "test MSE") -> str:
     cur, n0 = results["curves"], cfg.task.n_inner
     n_max = cur["meta"]["n"][-1]
+    near = [n for n in (n0 - 3, n0, n0 + 3) if n in cur["meta"]["n"]]  # the spike at n = n_inner, numerically
     c = torch.tensor(results["feature_weights"])
     s = cfg.task.support
     others = torch.ones_like(c, dtype=torch.bool)
     others[s] = False
     lines = [f"Meta-learned feature weights after {cfg.train.steps} steps (d={cfg.task.d}, S={s}, "
              f"x={cfg.task.x}, n_inner={n0}).", "",
-             f"| method | {metric_name} at n={n0} (mean over {cfg.eval.num_tasks} tasks) | at n={n_max} |",
-             "|---|---|---|"]
+             f"| method | {metric_name} (mean over {cfg.eval.num_tasks} tasks) at "
+             + " | ".join(f"n={n}" for n in near) + f" | at n={n_max} |",
+             "|---|" + "---|" * (len(near) + 1)]
     for m in ("meta", "init", "oracle", "zero"):
-        lines.append(f"| {m} | {_at(cur[m], n0):.4g} | {_at(cur[m], n_max):.4g} |")
+        lines.append(f"| {m} | " + " | ".join(f"{_at(cur[m], n):.4g}" for n in near) + f" | {_at(cur[m], n_max):.4g} |")
     lines += ["", f"mean |c| on S: {c[s].abs().mean():.3f}; elsewhere: {c[others].abs().mean():.3f} "
               f"(min {c[others].abs().min():.3f})"]
+    sup = suppressed_features(c, s, n0, cfg.task.x == "grid")
+    freqs = sorted({feature_name(i)[0] for i in s if i > 0})
+    listed = ", ".join(f"{f['index']} ({f['kind']} {f['k']}: {f['weight']:.3f}"
+                       f"{', alias' if f['aliases_support'] else ''})" for f in sup)
+    if cfg.task.x == "grid":
+        n_alias = sum(f["aliases_support"] for f in sup)
+        lines += ["", f"Suppressed features (the {len(sup)} smallest weights; index (frequency: weight)): {listed}.",
+                  f"{n_alias} of {len(sup)} are aliases of the support frequencies {freqs} on the {n0}-point grid "
+                  f"(k = ±k0 mod {n0}: on the grid they take the same values as a support feature, so the "
+                  "meta-learner shrinks them to keep the min-norm fit from spreading the signal over them)."]
+    else:
+        lines += ["", f"Smallest weights (index (frequency: weight)): {listed}. With uniform inner points there is "
+                  "no exact aliasing, so no frequency is singled out the way grid aliases are."]
     return "\n".join(lines)
 
 
