@@ -152,3 +152,22 @@ def test_feature_weights_fit_twice_with_one_optimizer_equals_fit_once_and_state_
     batch = tasks.sample(3, torch.Generator().manual_seed(1))
     assert torch.equal(loaded.loss(batch)[0], once.functional()(once.params(), once.buffers(), batch)[0])
     assert loaded.parameters()[0] is loaded.c and "opt" not in once.state_dict()  # no optimizer inside
+
+
+def test_alias_labels_match_the_grid_identity():
+    """A feature flagged as an alias takes the values of a support feature (up to sign) on the grid."""
+    from adaptlab.experiments.fourier import feature_name, suppressed_features
+    from adaptlab.tasks.fourier import fourier_features, grid_points
+
+    d, n, support = 201, 32, [5, 6]  # sin 3, cos 3
+    phi = fourier_features(grid_points(n), d)  # (n, d)
+    c = torch.ones(d)
+    c[torch.arange(1, d)] = torch.linspace(1, 2, d - 1)  # every weight distinct, all above the probes
+    probes = [57, 58, 59, 60]  # sin 29, cos 29 (29 = -3 mod 32: aliases), sin 30, cos 30 (not)
+    c[probes] = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    flagged = {f["index"]: f["aliases_support"] for f in suppressed_features(c, support, n, grid=True, top=4)}
+    assert flagged == {57: True, 58: True, 59: False, 60: False}
+    for i, alias in flagged.items():
+        same = any(torch.allclose(phi[:, i], s * phi[:, j], atol=1e-9) for j in support for s in (1, -1))
+        assert same == alias, (i, feature_name(i))
+    assert not any(f["aliases_support"] for f in suppressed_features(c, support, n, grid=False, top=4))
