@@ -235,8 +235,10 @@ def fourier_figures(results: dict, cfg: FourierConfig, out_dir: Path, ylabel: st
     from adaptlab.viz.fourier import curves_figure, example_figure, weights_figure
 
     names = ["curves.png", "weights.png"]
+    inner = getattr(cfg, "inner", None)
+    label = f"K = {inner.steps} gradient steps of size {inner.lr:g}" if inner is not None else "closed-form min-norm"
     save_figure(curves_figure(results, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.train.steps,
-                              x=cfg.task.x, ylabel=ylabel), out_dir / "curves.png")
+                              x=cfg.task.x, ylabel=ylabel, inner=label), out_dir / "curves.png")
     save_figure(weights_figure(results), out_dir / "weights.png")
     if "example" in results:
         save_figure(example_figure(results), out_dir / "example.png")

@@ -131,8 +131,9 @@ def figures(results: dict, cfg: FourierClassConfig, out_dir: Path) -> list[str]:
 
     names = []
     for lr, res in results["runs"].items():
-        save_figure(curves_figure(res, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.train.steps,
-                                  x=cfg.task.x, ylabel=f"test error (inner lr {lr})"), out_dir / f"curves_lr{lr}.png")
+        fig = curves_figure(res, n_inner=cfg.task.n_inner, d=cfg.task.d, meta_steps=cfg.train.steps, x=cfg.task.x,
+                            ylabel=f"test error (inner lr {lr})", inner=f"K = {cfg.inner.steps} logistic GD steps")
+        save_figure(fig, out_dir / f"curves_lr{lr}.png")
         save_figure(weights_figure(res), out_dir / f"weights_lr{lr}.png")
         names += [f"curves_lr{lr}.png", f"weights_lr{lr}.png"]
     save_figure(lr_comparison_figure(results, n_inner=cfg.task.n_inner), out_dir / "lr_comparison.png")

@@ -28,8 +28,8 @@ def _plt():
     return plt
 
 
-def curves_figure(results: dict, *, n_inner: int, d: int, meta_steps: int, x: str, ylabel: str = "test MSE"
-                  ) -> Figure:
+def curves_figure(results: dict, *, n_inner: int, d: int, meta_steps: int, x: str, ylabel: str = "test MSE",
+                  inner: str = "") -> Figure:
     """Test metric vs n with 10-90% bands: full range and zoom to n <= 4 n_inner.
 
     Args:
@@ -37,6 +37,7 @@ def curves_figure(results: dict, *, n_inner: int, d: int, meta_steps: int, x: st
         n_inner: support size of the meta-training tasks (a vertical line; the zoom is n <= 4 n_inner).
         d: feature dimension, meta_steps: meta-training length, x: input distribution (for the titles).
         ylabel: the metric's name; a name holding "MSE" gets a log y-axis and the noise line.
+        inner: the inner solver, for the title (the closed-form and K-step figures must not look alike).
     """
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
@@ -59,7 +60,8 @@ def curves_figure(results: dict, *, n_inner: int, d: int, meta_steps: int, x: st
         ax.set_title("zoom: n ≤ 4·n_inner" if zoom else f"full range (d = {d})")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{ylabel} vs n after {meta_steps} meta-steps (x = {x})")
+    where = f"x = {x}; inner loop: {inner}" if inner else f"x = {x}"
+    fig.suptitle(f"{ylabel} vs n after {meta_steps} meta-steps ({where})")
     return fig
 
 
