@@ -1,4 +1,5 @@
-"""Shared evaluation: accuracy (top-1, episodic), caption metrics (exact match, slots, BLEU-4), statistics (mean ± 95% CI, percentile bands), the shots curve
+"""Shared evaluation: accuracy (top-1, episodic), caption metrics
+(exact match, slots, BLEU-4), counted FLOPs, statistics (mean ± 95% CI, percentile bands), the shots curve
 and the 20-run one-shot protocol."""
 
 from adaptlab._lazy import attach

@@ -220,7 +220,8 @@ def figures(results: dict, cfg: CaptioningConfig, out_dir: Path) -> list[str]:
     save_figure(caption_training_figure(results), out_dir / "training.png")
     for name, rec in results["decoders"].items():
         fn = f"attention_{name}.png"
-        save_figure(caption_attention_figure(rec["example"], cfg.data.canvas // cfg.model.patch, title=name), out_dir / fn)
+        fig = caption_attention_figure(rec["example"], cfg.data.canvas // cfg.model.patch, title=name)
+        save_figure(fig, out_dir / fn)
         names.append(fn)
     return names
 

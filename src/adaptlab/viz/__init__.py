@@ -1,7 +1,8 @@
 """Figures drawn from results dicts: ``fig = viz.pareto_figure(results)``, then ``adaptlab.io.save_figure``.
 
 One module per experiment family (:mod:`~adaptlab.viz.fourier`, :mod:`~adaptlab.viz.mtl`,
-:mod:`~adaptlab.viz.omniglot`, :mod:`~adaptlab.viz.vit`); every function takes the results (plus, by name, what the results do not
+:mod:`~adaptlab.viz.omniglot`,
+:mod:`~adaptlab.viz.vit`); every function takes the results (plus, by name, what the results do not
 hold) and returns a matplotlib Figure. matplotlib is imported only when a figure is drawn.
 """
 
