@@ -1,5 +1,6 @@
 """Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions and Omniglot,
-read from local copies (installed packages, ``$ADAPTLAB_DATA``) and checked (pinned SHA-256 or structure) before use, with clear errors when missing."""
+read from local copies (installed packages, ``$ADAPTLAB_DATA``) and checked
+(pinned SHA-256 or structure) before use, with clear errors when missing."""
 
 from adaptlab._lazy import attach
 
