@@ -4,8 +4,8 @@ No captioned image set is available offline, so captions are generated from the 
 MNIST digits, each ``small`` (``small_px``) or ``large`` (28 px), pasted without overlap on a
 ``canvas x canvas`` image so that one relation holds between their boxes (left of / right of / above / below).
 The caption is **templated**: ``"a large seven left of a small two"``. Which digit is named first is fixed by
-the image so that every image has exactly one correct caption: the larger digit first, the smaller label first
-between digits of one size.
+the image so that every image has exactly one correct caption: the larger digit first, and between digits of
+one size the left (or upper) one, so "right of" and "below" describe a large digit beside a small one.
 
 Train images take their digits from MNIST's training split and test images from its test split. The
 compositional split holds out unordered digit pairs (by default {0,1}, {2,3}, ..., {8,9}): they never appear
@@ -41,6 +41,8 @@ SPECIAL = ("<pad>", "<bos>", "<eos>")
 #: Unordered digit pairs held out of training for the compositional split.
 HELD_OUT_PAIRS = frozenset(frozenset((2 * i, 2 * i + 1)) for i in range(5))
 SLOTS = ("size1", "digit1", "relation", "size2", "digit2")
+#: Tokens of the longest caption (<bos>, 8 words, <eos>): the least decoder context that fits every caption.
+LONGEST = 10
 
 
 class Vocab:
@@ -100,6 +102,7 @@ class CaptionSet:
     tokens: torch.Tensor
     captions: list[str]
     layout: torch.Tensor  # (n, 5): digit1, size1, relation, digit2, size2 (first-named digit first)
+    boxes: torch.Tensor  # (n, 2, 3): (top, left, side) of the first- and second-named digit's box
 
 
 def _place(rel: int, a: int, b: int, canvas: int, g: torch.Generator) -> tuple[int, int, int, int]:
@@ -147,6 +150,7 @@ def make_captions(digits: torch.Tensor, labels: torch.Tensor, n: int, generator:
     images = torch.zeros(n, 1, canvas, canvas)
     tokens = torch.full((n, max_len), vocab.pad, dtype=torch.long)
     layout = torch.zeros(n, 5, dtype=torch.long)
+    boxes = torch.zeros(n, 2, 3, dtype=torch.long)
     captions = []
     for i in range(n):
         while True:
@@ -161,16 +165,19 @@ def make_captions(digits: torch.Tensor, labels: torch.Tensor, n: int, generator:
         ya, xa, yb, xb = _place(rel, ima.shape[0], imb.shape[0], canvas, generator)
         images[i, 0, ya:ya + ima.shape[0], xa:xa + ima.shape[1]] = ima
         images[i, 0, yb:yb + imb.shape[0], xb:xb + imb.shape[1]] = imb
-        if (sb, -db) > (sa, -da):  # name the larger digit first, the smaller label first between equals
+        box = [[ya, xa, ima.shape[0]], [yb, xb, imb.shape[0]]]
+        if sb > sa or (sb == sa and rel in (1, 3)):  # the larger digit first; between equals the left/top one
             da, sa, db, sb, rel = db, sb, da, sa, rel ^ 1  # swapping the order flips the relation
+            box = box[::-1]
         text = caption_of(da, sa, rel, db, sb)
         ids = vocab.encode(text)
         if len(ids) > max_len:
             raise ConfigError(f"max_len={max_len} is invalid; caption {text!r} needs {len(ids)} tokens")
         tokens[i, :len(ids)] = torch.tensor(ids)
         layout[i] = torch.tensor([da, sa, rel, db, sb])
+        boxes[i] = torch.tensor(box)
         captions.append(text)
-    return CaptionSet(images.clamp_(0, 1), tokens, captions, layout)
+    return CaptionSet(images.clamp_(0, 1), tokens, captions, layout, boxes)
 
 
 def paste_digit(digits: torch.Tensor, labels: torch.Tensor, n: int, canvas: int, generator: torch.Generator):

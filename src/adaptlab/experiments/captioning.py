@@ -48,6 +48,7 @@ class CapModelConfig:
     enc_depth: int = 2  # ViT encoder blocks (global attention)
     dec_depth: int = 2  # decoder layers
     mlp_ratio: float = 2.0  # MLP hidden width / dim
+    max_len: int = 10  # decoder context in tokens (>= 10, the longest caption with <bos> and <eos>)
 
 
 @dataclass
@@ -78,6 +79,8 @@ class CaptioningConfig(BaseConfig):
         check(m.heads >= 1, "model.heads", m.heads, "a positive integer")
         check(m.enc_depth >= 1, "model.enc_depth", m.enc_depth, "a positive integer")
         check(m.dec_depth >= 1, "model.dec_depth", m.dec_depth, "a positive integer")
+        check(m.max_len >= 10, "model.max_len", m.max_len, "an integer >= 10 (the longest caption: <bos>, 8 "
+              "words, <eos>)")
         check(m.mlp_ratio > 0, "model.mlp_ratio", m.mlp_ratio, "a positive number")
         check(t.steps >= 1, "train.steps", t.steps, "a positive integer")
         check(t.batch_size >= 1, "train.batch_size", t.batch_size, "a positive integer")
@@ -106,7 +109,7 @@ def build_data(cfg: CaptioningConfig) -> dict:
     from adaptlab.data.mnist import load_mnist
 
     ds, d = load_mnist(), cfg.data
-    kw = {"canvas": d.canvas, "small_px": d.small_px}
+    kw = {"canvas": d.canvas, "small_px": d.small_px, "max_len": cfg.model.max_len}
     g = torch.Generator().manual_seed(cfg.seed)
     return {"train": make_captions(ds.train_x, ds.train_y, d.n_train, g, pairs="seen", **kw),
             "seen": make_captions(ds.test_x, ds.test_y, d.n_test, g, pairs="seen", **kw),
@@ -118,7 +121,7 @@ def make_model(name: str, cfg: CaptioningConfig):
     from adaptlab.models.captioner import Captioner
 
     m, v = cfg.model, Vocab()
-    return Captioner(vocab_size=len(v), max_len=10, image_size=cfg.data.canvas, patch=m.patch, dim=m.dim,
+    return Captioner(vocab_size=len(v), max_len=m.max_len, image_size=cfg.data.canvas, patch=m.patch, dim=m.dim,
                      heads=m.heads, mlp_ratio=m.mlp_ratio, enc_depth=m.enc_depth, dec_depth=m.dec_depth,
                      decoder=name.split("-")[0], causal=not name.endswith("nocausal"), pad_id=v.pad,
                      bos_id=v.bos, eos_id=v.eos)
