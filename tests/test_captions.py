@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import cli
 
 from adaptlab.data.captions import (
     DIGITS,
@@ -20,6 +19,8 @@ from adaptlab.data.captions import (
 )
 from adaptlab.errors import ConfigError
 from adaptlab.eval.captions import bleu4, exact_match, slot_accuracy
+
+from helpers import cli
 
 
 @pytest.fixture(scope="module")
