@@ -53,7 +53,7 @@ class CapModelConfig:
 
 @dataclass
 class CapTrainConfig:
-    steps: int = 1500  # optimizer steps per decoder
+    steps: int = 3000  # optimizer steps per decoder
     batch_size: int = 64  # captions per step
     lr: float = 2e-3  # Adam peak learning rate (cosine decay to 0)
     beam: int = 3  # beam width of the beam-search evaluation
