@@ -231,3 +231,19 @@ def test_captioner_rejects_long_captions_and_unknown_tokens():
         net(img, torch.tensor([[1, 12]]))
     with pytest.raises(ConfigError, match=r"image shape \(1, 32, 32\)"):
         net(torch.zeros(1, 1, 32, 32))
+
+
+def test_attention_maps_are_the_attention_weights_on_image_tokens():
+    torch.manual_seed(0)
+    img = torch.randn(2, 1, 16, 16)
+    tok = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
+    for decoder in ("joint", "alternating"):
+        net = Captioner(vocab_size=9, max_len=6, image_size=16, patch=4, dim=16, heads=2, decoder=decoder).eval()
+        with torch.no_grad():
+            w = net.attention_maps(img, tok)  # (B, T, M)
+        assert w.shape == (2, 4, 16) and (w >= 0).all()
+        total = w.sum(-1)
+        if decoder == "alternating":  # cross-attention: a distribution over the image tokens
+            assert_close(total, torch.ones_like(total), rtol=1e-5, atol=1e-6)  # float32 softmax
+        else:  # joint: the image share of one softmax over [image; caption]
+            assert (total < 1).all() and (total > 0).all()
