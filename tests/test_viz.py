@@ -34,6 +34,13 @@ TOY = {"methods": ["mean"], "paths": {"mean": [[[0.0, 0.0], [0.5, 0.5]]]}, "pare
        "grid": {"x": [[0.0, 1.0], [0.0, 1.0]], "y": [[0.0, 0.0], [1.0, 1.0]], "loss": [[1.0, 2.0], [2.0, 3.0]],
                 "pareto": [[-1.0, 0.0], [0.0, 1.0]]}}
 
+CAPTION = {"decoders": {"joint": {"train_loss": [2.0, 1.0, 0.5],
+                                  "example": {"image": [[[0.0] * 4] * 4], "words": [["a", "small"]],
+                                              "maps": [[[0.25] * 4, [0.1, 0.2, 0.3, 0.4], [0.25] * 4]]}}}}
+VIT = {"accuracy": {"global": {"56": 90.0, "112": 80.0}, "windowed": {"56": 89.0}},
+       "cost": {"global": {"56": 1e7, "112": 7e7}, "windowed": {"56": 9e6, "112": 3e7}},
+       "timings": {"forward_seconds": {"global": {"56": 0.01, "112": 0.05}, "windowed": {"56": 0.01, "112": 0.02}}}}
+
 DRAW = {
     "curves": lambda: viz.curves_figure(FOURIER, n_inner=2, d=3, meta_steps=5, x="uniform"),
     "weights": lambda: viz.weights_figure(FOURIER),
@@ -46,6 +53,11 @@ DRAW = {
     "error_vs_time": lambda: viz.error_vs_time_figure(OMNIGLOT),
     "oneshot20": lambda: viz.oneshot20_figure(OMNIGLOT),
     "episodic": lambda: viz.episodic_figure(OMNIGLOT),
+    "caption_training": lambda: viz.caption_training_figure(CAPTION),
+    "caption_attention": lambda: viz.caption_attention_figure(CAPTION["decoders"]["joint"]["example"], grid=2,
+                                                              title="joint"),
+    "vit_accuracy": lambda: viz.vit_accuracy_figure(VIT),
+    "vit_cost": lambda: viz.vit_cost_figure(VIT),
 }
 
 

@@ -1,10 +1,12 @@
-"""Datasets: MNIST, MNIST-1D, MultiMNIST and Omniglot, read from local copies (installed packages,
-``$ADAPTLAB_DATA``) and checked (pinned SHA-256 or structure) before use, with clear errors when missing."""
+"""Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions and Omniglot,
+read from local copies (installed packages, ``$ADAPTLAB_DATA``) and checked
+(pinned SHA-256 or structure) before use, with clear errors when missing."""
 
 from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
     "_archive": ["download", "safe_extract_zip", "sha256_file", "verify_sha256"],
+    "captions": ["CaptionSet", "Vocab", "make_captions", "parse_caption", "paste_digit"],
     "mnist": ["MNIST", "load_mnist"],
     "mnist1d": ["MNIST1D", "load_mnist1d"],
     "multimnist": ["MultiMNIST", "compose", "make_multimnist"],

@@ -3,9 +3,12 @@
 from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
+    "captioner": ["AlternatingLayer", "Captioner", "JointLayer", "captioner_alternating", "captioner_joint",
+                  "joint_mask", "self_mask"],
     "cnn": ["LeNet5", "MNIST1DCNN", "SequentialCNN", "VGGNet"],
     "conv4": ["Conv4", "conv_block"],
     "mlp": ["MLP"],
     "mtl_lenet": ["multimnist_cross_stitch", "multimnist_lenet"],
     "registry": ["ModelSpec", "create", "names", "register", "spec"],
+    "vit": ["ViT", "check_grid", "shift_window_mask", "sinusoidal_2d", "window_merge", "window_partition"],
 })

@@ -1,0 +1,200 @@
+"""A vision transformer with global or Swin-style windowed attention.
+
+The image is cut into P x P patches (one ``Conv2d`` of stride P), each patch becomes a token, positions are
+added (learned or fixed 2-D sinusoids) and pre-norm blocks ``x + attn(LN x)``, ``x + mlp(LN x)`` follow.
+Attention is :func:`torch.nn.functional.scaled_dot_product_attention` either over all ``N = (H/P)^2`` tokens
+(cost ``O(D N^2) = O(D (H/P)^4)``) or inside non-overlapping K x K windows of the patch grid
+(``O(D N K^2) = O(D (H/P)^2 K^2)``). Odd blocks shift the windows by K/2 (a cyclic roll of the grid), so
+information crosses window borders; tokens that the roll brought together from opposite image borders are
+kept apart by a boolean mask (:func:`shift_window_mask`), as in Swin.
+
+``causal=True`` (global attention only) lets token i see tokens 0..i in raster order: the decoder-style
+encoder of the "encoder or decoder?" question.
+
+Example::
+
+    >>> net = ViT(image_size=32, patch=4, dim=16, depth=2, heads=2, window=4, n_classes=10)
+    >>> net(torch.zeros(3, 1, 32, 32)).shape
+    torch.Size([3, 10])
+    >>> net.encode(torch.zeros(3, 1, 32, 32)).shape      # (batch, tokens, dim)
+    torch.Size([3, 64, 16])
+
+References:
+    A. Dosovitskiy et al. An image is worth 16x16 words: transformers for image recognition at scale. ICLR 2021.
+    Z. Liu et al. Swin transformer: hierarchical vision transformer using shifted windows. ICCV 2021.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adaptlab.errors import ConfigError
+from adaptlab.models.registry import register
+
+
+def check_grid(image_size: int, patch: int, window: int | None) -> int:
+    """The patch-grid side ``image_size // patch``; raises ConfigError for sizes that do not tile."""
+    if patch < 1 or image_size < patch or image_size % patch:
+        raise ConfigError(f"image_size={image_size} is invalid for patch={patch}; expected a multiple of the "
+                          "patch size")
+    grid = image_size // patch
+    if window is not None and (window < 1 or window > grid or grid % window):
+        raise ConfigError(f"window={window} is invalid for a {grid}x{grid} patch grid (image_size={image_size}, "
+                          f"patch={patch}); expected a divisor of {grid}")
+    return grid
+
+
+def sinusoidal_2d(grid: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sine/cosine positions (grid*grid, dim): half the channels encode the row, half the column."""
+    if dim % 4:
+        raise ConfigError(f"dim={dim} is invalid for sinusoidal positions; expected a multiple of 4")
+    q = dim // 4
+    freq = torch.exp(-math.log(10000.0) * torch.arange(q, dtype=torch.float64) / q)  # (q,)
+    pos = torch.arange(grid, dtype=torch.float64)[:, None] * freq  # (grid, q)
+    one = torch.cat([pos.sin(), pos.cos()], 1)  # (grid, dim/2)
+    rows = one[:, None, :].expand(grid, grid, dim // 2)
+    cols = one[None, :, :].expand(grid, grid, dim // 2)
+    return torch.cat([rows, cols], -1).reshape(grid * grid, dim).float()
+
+
+def window_partition(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, G, G, D) -> (B * (G/k)^2, k*k, D): the tokens of each k x k window, windows in raster order."""
+    b, g, _, d = x.shape
+    x = x.view(b, g // k, k, g // k, k, d).transpose(2, 3)  # (B, G/k, G/k, k, k, D)
+    return x.reshape(-1, k * k, d)
+
+
+def window_merge(w: torch.Tensor, k: int, g: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: (B * (g/k)^2, k*k, D) -> (B, g, g, D)."""
+    d = w.shape[-1]
+    x = w.view(-1, g // k, g // k, k, k, d).transpose(2, 3)
+    return x.reshape(-1, g, g, d)
+
+
+def shift_window_mask(g: int, k: int, s: int, device=None) -> torch.Tensor:
+    """Boolean mask (n_windows, k*k, k*k), True = may attend, for windows of a grid rolled by ``-s``.
+
+    After ``torch.roll(x, (-s, -s))`` the last row/column of windows holds tokens from both image borders;
+    each axis splits into the regions [0, g-k), [g-k, g-s), [g-s, g) and tokens attend only within their
+    region in both axes.
+    """
+    label = torch.zeros(g, g, dtype=torch.long, device=device)
+    if s:
+        cuts = (slice(0, g - k), slice(g - k, g - s), slice(g - s, g))
+        for i, r in enumerate(cuts):
+            for j, c in enumerate(cuts):
+                label[r, c] = 3 * i + j
+    lw = window_partition(label[None, :, :, None], k)[..., 0]  # (n_windows, k*k)
+    return lw[:, :, None] == lw[:, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention`` with an optional boolean mask."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"dim={dim} is invalid for heads={heads}; expected a multiple of heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        b, n, d = x.shape  # mask: (n, n) or (b, n, n), True = attend
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (b, h, n, dh)
+        if mask is not None and mask.dim() == 3:
+            mask = mask[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (b, h, n, dh)
+        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+def mlp(dim: int, ratio: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, int(dim * ratio)), nn.GELU(), nn.Linear(int(dim * ratio), dim))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block over a (B, G, G, D) token grid, global or in (shifted) K x K windows."""
+
+    def __init__(self, dim: int, heads: int, grid: int, window: int | None = None, shift: int = 0,
+                 mlp_ratio: float = 4.0, causal: bool = False):
+        super().__init__()
+        self.grid, self.window, self.shift, self.causal = grid, window, shift, causal
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+        if window is not None and shift:
+            self.register_buffer("mask", shift_window_mask(grid, window, shift), persistent=False)
+        else:
+            self.mask = None
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:  # (B, G, G, D) -> (B, G, G, D), the attention alone
+        b, g, _, d = x.shape
+        if self.window is None:
+            return self.attn(x.reshape(b, g * g, d), causal=self.causal).view(b, g, g, d)
+        k, s = self.window, self.shift
+        if s:
+            x = torch.roll(x, (-s, -s), (1, 2))
+        w = window_partition(x, k)  # (B * nW, k*k, D)
+        mask = None if self.mask is None else self.mask.repeat(b, 1, 1)  # (B * nW, k*k, k*k)
+        y = window_merge(self.attn(w, mask), k, g)
+        return torch.roll(y, (s, s), (1, 2)) if s else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attend(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+@register("vit", input_shape=(1, 28, 28), output_shape=lambda b: (b, 10))
+class ViT(nn.Module):
+    """Patch embedding, positions, ``depth`` pre-norm blocks, a final LayerNorm and an optional linear head.
+
+    Args:
+        image_size: input side H = W (a multiple of ``patch``).
+        patch: patch side P; the grid is G = H / P.
+        in_channels: image channels.
+        dim: token width D. depth: number of blocks. heads: attention heads. mlp_ratio: MLP hidden / D.
+        window: K for K x K windows (a divisor of G; odd blocks shifted by K // 2 when K < G), None = global.
+        positions: ``"learned"`` (trained, initialised N(0, 0.02^2)) or ``"sinusoidal"`` (fixed).
+        causal: raster-order causal attention (global only): token i sees tokens 0..i.
+        n_classes: size of the head on the mean-pooled tokens; None: ``forward`` returns the tokens.
+    """
+
+    def __init__(self, image_size: int = 28, patch: int = 7, in_channels: int = 1, dim: int = 32, depth: int = 2,
+                 heads: int = 4, mlp_ratio: float = 2.0, window: int | None = 2, positions: str = "learned",
+                 causal: bool = False, n_classes: int | None = 10):
+        super().__init__()
+        self.grid = grid = check_grid(image_size, patch, window)
+        if positions not in ("learned", "sinusoidal"):
+            raise ConfigError(f"positions={positions!r} is invalid; expected 'learned' or 'sinusoidal'")
+        if causal and window is not None:
+            raise ConfigError(f"causal=True is invalid with window={window}; expected window=None (global)")
+        self.image_size, self.patch, self.in_channels = image_size, patch, in_channels
+        self.embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        if positions == "learned":
+            self.pos = nn.Parameter(0.02 * torch.randn(grid * grid, dim))
+        else:
+            self.register_buffer("pos", sinusoidal_2d(grid, dim), persistent=False)
+        shift = 0 if window is None or window == grid else window // 2
+        self.blocks = nn.ModuleList(Block(dim, heads, grid, window, shift if i % 2 else 0, mlp_ratio, causal)
+                                    for i in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes) if n_classes else None
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, N, D)
+        if x.dim() == 3:
+            x = x[:, None]
+        if tuple(x.shape[1:]) != (self.in_channels, self.image_size, self.image_size):
+            raise ConfigError(f"image shape {tuple(x.shape[1:])} is invalid; expected "
+                              f"({self.in_channels}, {self.image_size}, {self.image_size})")
+        t = self.embed(x).permute(0, 2, 3, 1)  # (B, G, G, D)
+        t = t + self.pos.view(self.grid, self.grid, -1)
+        for blk in self.blocks:
+            t = blk(t)
+        return self.norm(t.flatten(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, n_classes) or (B, N, D)
+        z = self.encode(x)
+        return self.head(z.mean(1)) if self.head is not None else z

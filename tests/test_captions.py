@@ -1,0 +1,126 @@
+"""Templated MNIST captions: the caption is true of the image and the only true one, the splits keep their
+digit pairs, the metrics, and the captioning / vit-windowed experiments' bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adaptlab.data.captions import (
+    DIGITS,
+    HELD_OUT_PAIRS,
+    LONGEST,
+    RELATIONS,
+    SIZES,
+    Vocab,
+    make_captions,
+    parse_caption,
+    paste_digit,
+)
+from adaptlab.errors import ConfigError
+from adaptlab.eval.captions import bleu4, exact_match, slot_accuracy
+
+from helpers import cli
+
+
+@pytest.fixture(scope="module")
+def fake_digits():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(200, 28, 28, generator=g), torch.arange(200) % 10
+
+
+def _relations(a, b):
+    """Every relation that holds between boxes a, b = (top, left, side)."""
+    (ya, xa, sa), (yb, xb, sb) = a, b
+    out = set()
+    if xa + sa <= xb:
+        out.add("left of")
+    if xb + sb <= xa:
+        out.add("right of")
+    if ya + sa <= yb:
+        out.add("above")
+    if yb + sb <= ya:
+        out.add("below")
+    return out
+
+
+def test_each_caption_is_the_one_true_description_of_its_layout(fake_digits):
+    x, y = fake_digits
+    ds = make_captions(x, y, 300, torch.Generator().manual_seed(1), canvas=64, small_px=14)
+    seen_rel = set()
+    for text, lay, box, tok in zip(ds.captions, ds.layout.tolist(), ds.boxes.tolist(), ds.tokens):
+        p = parse_caption(text)
+        assert p == {"size1": SIZES[lay[1]], "digit1": DIGITS[lay[0]], "relation": RELATIONS[lay[2]],
+                     "size2": SIZES[lay[4]], "digit2": DIGITS[lay[3]]}
+        assert _relations(*box) == {p["relation"]}  # true, and no other relation is
+        assert box[0][2] == (28 if lay[1] else 14) and box[1][2] == (28 if lay[4] else 14)
+        assert lay[1] >= lay[4]  # the larger digit is named first
+        if lay[1] == lay[4]:
+            assert p["relation"] in ("left of", "above")  # between equals, the left / upper one
+        assert lay[0] != lay[3] and frozenset((lay[0], lay[3])) not in HELD_OUT_PAIRS
+        assert Vocab().decode(tok) == text
+        seen_rel.add(p["relation"])
+    assert seen_rel == set(RELATIONS)
+
+
+def test_pixels_are_the_source_digits_at_their_boxes(fake_digits):
+    x, y = fake_digits
+    ds = make_captions(x, y, 20, torch.Generator().manual_seed(2))
+    for img, box, lay in zip(ds.images, ds.boxes.tolist(), ds.layout.tolist()):
+        (t, left, s) = box[0]
+        patch = img[0, t:t + s, left:left + s]
+        if s == 28:  # a large digit is a verbatim MNIST image of the named label
+            assert any(torch.equal(patch, x[i]) for i in torch.nonzero(y == lay[0]).flatten())
+        assert img.sum() > 0
+
+
+def test_held_out_split_draws_only_held_out_pairs(fake_digits):
+    x, y = fake_digits
+    ds = make_captions(x, y, 50, torch.Generator().manual_seed(3), pairs="held-out")
+    assert all(frozenset((a[0], a[3])) in HELD_OUT_PAIRS for a in ds.layout.tolist())
+
+
+def test_longest_caption_fits_the_declared_context():
+    v = Vocab()
+    assert max(len(v.encode(f"a large {d} {r} a large {d}")) for d in DIGITS for r in RELATIONS) == LONGEST
+
+
+def test_unknown_word_and_bad_sizes_are_clear_errors(fake_digits):
+    x, y = fake_digits
+    with pytest.raises(ConfigError, match="unknown token 'mountain'"):
+        Vocab().encode("a large mountain range")
+    with pytest.raises(ConfigError, match="canvas=40"):
+        make_captions(x, y, 1, torch.Generator(), canvas=40)
+    with pytest.raises(ConfigError, match="max_len=8"):
+        make_captions(x, y, 4, torch.Generator(), max_len=8)
+
+
+def test_paste_digit_keeps_the_digit_whole(fake_digits):
+    x, y = fake_digits
+    imgs, labels = paste_digit(x, y, 10, 84, torch.Generator().manual_seed(0))
+    assert imgs.shape == (10, 1, 84, 84)
+    for img, lab in zip(imgs, labels):  # all the ink of one source digit of that label is on the canvas
+        assert any(torch.isclose(img.sum(), x[j].sum()) for j in torch.nonzero(y == lab).flatten())
+
+
+def test_metrics():
+    ref = ["a small one above a large two", "a large three left of a small four"]
+    assert exact_match(ref, ref) == 1.0 and bleu4(ref, ref) == pytest.approx(100.0)
+    hyp = ["a small one below a large two", "a large three left of a small four"]
+    assert exact_match(hyp, ref) == 0.5
+    acc = slot_accuracy(hyp, ref)
+    assert acc["relation"] == 0.5 and acc["digit1"] == 1.0
+    assert slot_accuracy(["garbage"] * 2, ref)["digit1"] == 0.0
+    assert 0 < bleu4(hyp, ref) < 100
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "vit-windowed", "--set", "canvases=[60]"], "canvases"),
+    (["run", "vit-windowed", "--set", "window=3"], "canvases"),
+    (["run", "captioning", "--set", "model.patch=5"], "model.patch=5"),
+    (["run", "captioning", "--set", "model.max_len=8"], "model.max_len=8"),
+])
+def test_experiment_bad_input_is_one_line(argv, needle, tmp_path):
+    code, _, err = cli(*argv, "--out", str(tmp_path / "o"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and needle in lines[0], err

@@ -1,0 +1,249 @@
+"""ViT and captioner: windowed attention against a naive masked global reference, the HW 2b joint mask,
+KV-cached decoding against recomputation, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adaptlab.errors import ConfigError
+from adaptlab.models.captioner import Captioner, JointLayer, joint_mask
+from adaptlab.models.vit import Block, ViT, shift_window_mask
+
+from conftest import assert_close
+
+
+def naive_attention(attn, x, mask):
+    """Explicit softmax(QK^T / sqrt(dh) + mask) V over (B, N, D) with an (N, N) boolean mask."""
+    b, n, d = x.shape
+    h = attn.heads
+    q, k, v = attn.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    s = (q @ k.transpose(-1, -2)) / (d // h) ** 0.5
+    s = s.masked_fill(~mask, float("-inf"))
+    y = s.softmax(-1) @ v
+    return attn.proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+def window_reference_mask(g: int, k: int, s: int) -> torch.Tensor:
+    """(N, N): tokens attend iff they share a window of the grid partitioned with boundaries at s, s+k, ...
+    (no roll: the shifted windows in original coordinates, the border pieces as windows of their own)."""
+    r, c = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
+    wr, wc = torch.div(r - s, k, rounding_mode="floor").flatten(), torch.div(c - s, k, rounding_mode="floor").flatten()
+    return (wr[:, None] == wr[None, :]) & (wc[:, None] == wc[None, :])
+
+
+@pytest.mark.parametrize("g,k,s", [(8, 4, 0), (8, 4, 2), (8, 2, 1), (6, 3, 1), (12, 4, 2), (4, 4, 0)])
+def test_windowed_attention_equals_masked_global_attention(g, k, s):
+    torch.manual_seed(g + k + s)
+    blk = Block(16, 2, g, window=k, shift=s).double()
+    x = torch.randn(2, g, g, 16, dtype=torch.float64)
+    ref = naive_attention(blk.attn, x.reshape(2, g * g, 16), window_reference_mask(g, k, s)).view(2, g, g, 16)
+    assert_close(blk.attend(x), ref)
+    if s:  # the shift mask matters: without it the rolled windows mix tokens from opposite borders
+        wrong = naive_attention(blk.attn, x.reshape(2, g * g, 16), window_reference_mask(g, k, 0)).view(2, g, g, 16)
+        assert (blk.attend(x) - wrong).abs().max() > 1e-3
+
+
+def test_shift_mask_hides_wrapped_tokens_only_in_border_windows():
+    m = shift_window_mask(8, 4, 2)  # (4 windows, 16, 16)
+    assert m[0].all()  # the interior window holds contiguous tokens
+    assert not m[3].all() and m[3].any(dim=-1).all()  # the corner window is split, no empty row
+    assert torch.equal(m, m.transpose(-1, -2))
+
+
+def test_global_vit_is_permutation_equivariant_without_positions_and_causal_sees_only_the_past():
+    torch.manual_seed(0)
+    blk = Block(8, 2, 4, causal=True).double()
+    x = torch.randn(1, 4, 4, 8, dtype=torch.float64)
+    y = blk.attend(x).reshape(1, 16, 8)
+    x2 = x.clone().reshape(1, 16, 8)
+    x2[0, 10] += torch.randn(8, dtype=torch.float64)
+    y2 = blk.attend(x2.view(1, 4, 4, 8)).reshape(1, 16, 8)
+    assert_close(y2[0, :10], y[0, :10])
+    assert (y2[0, 10:] - y[0, 10:]).abs().amax() > 1e-6
+
+
+def test_vit_gradcheck_windowed_float64():
+    torch.manual_seed(0)
+    net = ViT(image_size=8, patch=2, dim=8, depth=2, heads=2, window=2, n_classes=3).double()
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: net(t), (x,))
+
+
+# ------------------------------------------------------------------------------- the HW 2b mask
+
+CAPTION = ["<SOS>", "a", "mountain", "range", "<PAD>"]
+IMAGE = ["<ENC1>", "<ENC2>", "<ENC3>"]
+# Rows: queries (the 5 caption tokens). Columns: keys/values, the 3 image tokens then the 5 caption tokens.
+HW2B = torch.tensor([
+    # E1 E2 E3 SOS a  mtn rng PAD
+    [1, 1, 1, 1, 0, 0, 0, 0],  # <SOS>
+    [1, 1, 1, 1, 1, 0, 0, 0],  # a
+    [1, 1, 1, 1, 1, 1, 0, 0],  # mountain
+    [1, 1, 1, 1, 1, 1, 1, 0],  # range
+    [1, 1, 1, 1, 1, 1, 1, 0],  # <PAD>: sees the image and the real tokens, never the padding key
+], dtype=torch.bool)
+
+
+def test_hw2b_joint_mask_pattern_and_axes():
+    pad = torch.tensor([[t == "<PAD>" for t in CAPTION]])
+    m = joint_mask(pad, n_image=len(IMAGE))
+    assert m.shape == (1, len(CAPTION), len(IMAGE) + len(CAPTION))  # (batch, queries, keys/values)
+    assert torch.equal(m[0], HW2B)
+    assert m[0].any(-1).all()  # no fully masked row
+
+
+def _joint_outputs(layer, x, mem, pad, causal=True):
+    return layer(x, layer.memory(mem), joint_mask(pad, mem.shape[1], causal))[0]
+
+
+@pytest.fixture
+def hw2b():
+    torch.manual_seed(3)
+    layer = JointLayer(8, 2, 2.0).double()
+    x = torch.randn(1, 5, 8, dtype=torch.float64)
+    mem = torch.randn(1, 3, 8, dtype=torch.float64)
+    pad = torch.tensor([[False, False, False, False, True]])
+    return layer, x, mem, pad
+
+
+def test_hw2b_changing_token_t_leaves_earlier_outputs_unchanged(hw2b):
+    layer, x, mem, pad = hw2b
+    y = _joint_outputs(layer, x, mem, pad)
+    for t in range(5):
+        x2 = x.clone()
+        x2[0, t] += torch.randn(8, dtype=torch.float64)
+        y2 = _joint_outputs(layer, x2, mem, pad)
+        assert_close(y2[0, :t], y[0, :t])
+        assert (y2[0, t] - y[0, t]).abs().max() > 1e-6
+
+
+def test_hw2b_padding_token_changes_no_other_output(hw2b):
+    layer, x, mem, pad = hw2b
+    for causal in (True, False):  # without causality only the padding mask protects the other outputs
+        y = _joint_outputs(layer, x, mem, pad, causal)
+        x2 = x.clone()
+        x2[0, 4] = 10 * torch.randn(8, dtype=torch.float64)
+        y2 = _joint_outputs(layer, x2, mem, pad, causal)
+        assert_close(y2[0, :4], y[0, :4])
+    x3 = x.clone()  # a real token, by contrast, changes later outputs
+    x3[0, 1] += torch.randn(8, dtype=torch.float64)  # not a constant: LayerNorm would remove it
+    moved = _joint_outputs(layer, x3, mem, pad)[0, 2:] - _joint_outputs(layer, x, mem, pad)[0, 2:]
+    assert moved.abs().amax(-1).min() > 1e-6
+
+
+def test_hw2b_one_image_token_changes_every_caption_output(hw2b):
+    layer, x, mem, pad = hw2b
+    y = _joint_outputs(layer, x, mem, pad)
+    for j in range(3):
+        mem2 = mem.clone()
+        mem2[0, j] += torch.randn(8, dtype=torch.float64)
+        y2 = _joint_outputs(layer, x, mem2, pad)
+        assert (y2[0] - y[0]).abs().amax(-1).min() > 1e-6  # every one of the 5 rows moved
+
+
+def test_hw2b_no_nan_even_for_an_all_padding_caption(hw2b):
+    layer, x, mem, _ = hw2b
+    pad = torch.tensor([[False, True, True, True, True]])
+    assert torch.isfinite(_joint_outputs(layer, x, mem, pad)).all()
+    assert joint_mask(torch.ones(1, 5, dtype=torch.bool), 3).any(-1).all()
+
+
+# ------------------------------------------------------------------------------- decoding
+
+@pytest.mark.parametrize("decoder", ["joint", "alternating"])
+def test_cached_decoding_equals_recomputation(decoder):
+    torch.manual_seed(5)
+    net = Captioner(vocab_size=9, max_len=7, image_size=16, patch=4, dim=16, heads=2, enc_depth=1, dec_depth=2,
+                    decoder=decoder).double().eval()
+    img = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    prefix = torch.randint(3, 9, (3, 7))
+    prefix[:, 0] = net.bos_id
+    for use in (True, False):  # per-step logits of the cached path equal the full teacher-forced logits
+        step, _ = net._stepper(net.encoder(img), use)
+        full = net.decode(net.encoder(img), prefix)
+        for t in range(1, 8):
+            # columns 2.. (not <pad>, <bos>, which decoding sets to -inf); summed in another order
+            assert_close(step(prefix[:, :t])[:, 2:], full[:, t - 1, 2:], rtol=1e-9, atol=1e-10)
+    assert torch.equal(net.greedy(img), net.greedy(img, use_cache=False))
+    a, sa = net.beam_search(img, beam=3)
+    b, sb = net.beam_search(img, beam=3, use_cache=False)
+    assert torch.equal(a, b) and torch.allclose(sa, sb)
+    g = net.greedy(img)
+    c, _ = net.beam_search(img, beam=1)
+    assert torch.equal(c[:, :g.shape[1]], g)
+
+
+def _gen_logp(net, img, toks):
+    logits = net(img, torch.tensor([toks]))[0, -1]
+    logits[[net.pad_id, net.bos_id]] = float("-inf")  # decoding never emits <pad> or <bos> as a word
+    return logits.log_softmax(-1)
+
+
+def test_beam_search_with_wide_beam_finds_the_exhaustive_best():
+    torch.manual_seed(2)
+    net = Captioner(vocab_size=5, max_len=4, image_size=8, patch=4, dim=8, heads=2, decoder="joint").double().eval()
+    img = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        _check_exhaustive(net, img)
+
+
+def _check_exhaustive(net, img):
+    seq, score = net.beam_search(img, beam=25)
+    best = float("-inf")
+    for a in range(5):  # brute force over every 3-token continuation with the same <eos>/<pad> rules
+        for b in range(5):
+            for c in range(5):
+                toks, s, done = [net.bos_id], 0.0, False
+                for w in (a, b, c):
+                    if done:
+                        if w != net.pad_id:
+                            s = float("-inf")
+                        toks.append(w)
+                        continue
+                    lp = _gen_logp(net, img, toks)[w]
+                    s += float(lp.detach())
+                    toks.append(w)
+                    done = w == net.eos_id
+                best = max(best, s)
+    assert abs(float(score[0]) - best) < 1e-9
+
+
+# ------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"image_size": 30, "patch": 7}, "image_size=30"),
+    ({"image_size": 28, "patch": 7, "window": 3}, "window=3"),
+    ({"image_size": 28, "patch": 7, "window": 8}, "window=8"),
+    ({"window": None, "causal": True, "image_size": 28, "patch": 7, "positions": "fourier"}, "positions="),
+])
+def test_vit_bad_sizes_are_clear_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ViT(**kwargs)
+
+
+def test_captioner_rejects_long_captions_and_unknown_tokens():
+    net = Captioner(vocab_size=10, max_len=5)
+    img = torch.zeros(1, 1, 28, 28)
+    with pytest.raises(ConfigError, match="max_len=5"):
+        net(img, torch.ones(1, 6, dtype=torch.long))
+    with pytest.raises(ConfigError, match="token id 12"):
+        net(img, torch.tensor([[1, 12]]))
+    with pytest.raises(ConfigError, match=r"image shape \(1, 32, 32\)"):
+        net(torch.zeros(1, 1, 32, 32))
+
+
+def test_attention_maps_are_the_attention_weights_on_image_tokens():
+    torch.manual_seed(0)
+    img = torch.randn(2, 1, 16, 16)
+    tok = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
+    for decoder in ("joint", "alternating"):
+        net = Captioner(vocab_size=9, max_len=6, image_size=16, patch=4, dim=16, heads=2, decoder=decoder).eval()
+        with torch.no_grad():
+            w = net.attention_maps(img, tok)  # (B, T, M)
+        assert w.shape == (2, 4, 16) and (w >= 0).all()
+        total = w.sum(-1)
+        if decoder == "alternating":  # cross-attention: a distribution over the image tokens
+            assert_close(total, torch.ones_like(total), rtol=1e-5, atol=1e-6)  # float32 softmax
+        else:  # joint: the image share of one softmax over [image; caption]
+            assert (total < 1).all() and (total > 0).all()
