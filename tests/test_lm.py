@@ -52,6 +52,23 @@ def test_batched_scores_equal_one_at_a_time(side, cache_prefix, batch_size):
     assert got["n_tokens"].tolist() == [[len(lm.encode(o)) for o in opts] for opts in OPTIONS]
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_letter_scores_from_one_pass_per_question(side):
+    lm = tiny_random_lm(side)
+    letters = [[" A", " B", " C"]] * len(PROMPTS)
+    got = score_options(lm, PROMPTS, letters, prefix=PREFIX, batch_size=4)["logprob"]
+    torch.testing.assert_close(got, _reference(lm, PREFIX, PROMPTS, letters), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_prefix_cached_generation_equals_full_prompts(side):
+    lm = tiny_random_lm(side, seed=2)
+    prompts = ["abc", "hello world, this is", "z"]
+    a = generate(lm, prompts, prefix="Shared prefix: ", max_new_tokens=6)
+    b = generate(lm, ["Shared prefix: " + p for p in prompts], max_new_tokens=6)
+    assert a == b
+
+
 def test_padding_really_changes_something():
     """The oracle can fail: without the position ids a left-padded row scores differently."""
     lm = tiny_random_lm("left")

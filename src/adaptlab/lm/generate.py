@@ -64,19 +64,25 @@ def next_token(logits: Tensor, *, do_sample: bool, temperature: float = 1.0, top
 @torch.no_grad()
 def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 16, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-                 stop_at_eos: bool = True) -> list[list[int]]:
-    """New token ids after each prompt (token ids; the model's BOS ids are prepended). See :func:`generate`."""
+                 stop_at_eos: bool = True, prefix_ids: Sequence[int] = ()) -> list[list[int]]:
+    """New token ids after ``BOS + prefix_ids + prompt`` for each prompt (token ids). See :func:`generate`.
+
+    The shared ``prefix_ids`` run once; their key/value cache is repeated over the batch.
+    """
     if max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens={max_new_tokens!r} is invalid; expected a positive integer")
     if do_sample and not temperature > 0:
         next_token(torch.zeros(1, 1), do_sample=True, temperature=temperature)  # raises the one-line error
-    rows = [list(lm.bos_ids) + list(p) for p in prompts]
+    from adaptlab.lm.scoring import _head, base_forward, encode_prefix
+
+    head = list(lm.bos_ids) + list(prefix_ids)
+    rows = [list(p) for p in prompts]
     for i, r in enumerate(rows):
         if not r:
-            raise ConfigError(f"prompt {i} is empty and the model has no BOS token; give it some text")
-        if len(r) + max_new_tokens > lm.max_length:
-            raise ConfigError(f"prompt {i} has {len(r)} tokens; with max_new_tokens={max_new_tokens} that is "
-                              f"longer than the model's context of {lm.max_length}")
+            raise ConfigError(f"prompt {i} is empty; give it some text")
+        if len(head) + len(r) + max_new_tokens > lm.max_length:
+            raise ConfigError(f"prompt {i} has {len(head) + len(r)} tokens; with max_new_tokens={max_new_tokens} "
+                              f"that is longer than the model's context of {lm.max_length}")
     if not rows:
         return []
     dev, pad, eos = lm.device, lm.pad_id(), lm.tokenizer.eos_token_id
@@ -87,10 +93,12 @@ def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 
         ids[b, L - len(r):] = torch.tensor(r)
         mask[b, L - len(r):] = 1
     ids, mask = ids.to(dev), mask.to(dev)
-    pos = (mask.cumsum(1) - 1).clamp(min=0)  # (B, L)
-    from adaptlab.lm.scoring import _head, base_forward
-
-    cache = None
+    cache, p_len = None, 0
+    if head:
+        cache, _, p_len = encode_prefix(lm, head)
+        cache.batch_repeat_interleave(B)
+    pos = (mask.cumsum(1) - 1).clamp(min=0) + p_len  # (B, L)
+    mask = torch.cat([mask.new_ones(B, p_len), mask], 1)  # (B, P + L): left pads sit between prefix and prompt
     new = torch.empty(B, 0, dtype=torch.long, device=dev)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     for _ in range(max_new_tokens):
@@ -116,11 +124,12 @@ def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 
 
 def generate(lm, prompts: Sequence[str], *, max_new_tokens: int = 16, do_sample: bool = False,
              temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-             batch_size: int = 16) -> list[str]:
-    """Continue each prompt; returns the decoded new text (EOS and what follows removed).
+             batch_size: int = 16, prefix: str = "") -> list[str]:
+    """Continue ``prefix + prompt`` for each prompt; returns the decoded new text (EOS and what follows removed).
 
     Args:
         lm: a :class:`~adaptlab.lm.load.CausalLM`. prompts: the texts to continue.
+        prefix: text shared by all prompts (instruction, demonstrations), encoded once.
         max_new_tokens: tokens to generate at most.
         do_sample: False = greedy (argmax); True = sample at ``temperature`` (> 0) from the ``top_p`` nucleus.
         generator: the random stream of the draws (CPU).
@@ -133,9 +142,10 @@ def generate(lm, prompts: Sequence[str], *, max_new_tokens: int = 16, do_sample:
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is invalid; expected a positive integer")
     enc = [lm.encode(p) for p in prompts]
+    pre = lm.encode(prefix) if prefix else []
     out: list[str] = []
     for s in range(0, len(enc), batch_size):
         for r in generate_ids(lm, enc[s:s + batch_size], max_new_tokens=max_new_tokens, do_sample=do_sample,
-                              temperature=temperature, top_p=top_p, generator=generator):
+                              temperature=temperature, top_p=top_p, generator=generator, prefix_ids=pre):
             out.append(lm.tokenizer.decode(r, skip_special_tokens=True))
     return out

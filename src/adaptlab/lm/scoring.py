@@ -142,18 +142,118 @@ def continuation_logprobs(lm, contexts: Sequence[Sequence[int]], targets: Sequen
     return out  # type: ignore[return-value]
 
 
+def _pad(rows: Sequence[Sequence[int]], pad: int, left: bool, dev) -> tuple[Tensor, Tensor, list[int]]:
+    """(B, L) ids, (B, L) mask and each row's offset, padded on the left or the right."""
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), pad, dtype=torch.long)
+    mask = torch.zeros(len(rows), L, dtype=torch.long)
+    offs = []
+    for b, r in enumerate(rows):
+        o = L - len(r) if left else 0
+        ids[b, o:o + len(r)] = torch.tensor(list(r), dtype=torch.long)
+        mask[b, o:o + len(r)] = 1
+        offs.append(o)
+    return ids.to(dev), mask.to(dev), offs
+
+
+@torch.no_grad()
+def grouped_logprobs(lm, contexts: Sequence[Sequence[int]], options: Sequence[Sequence[Sequence[int]]], *,
+                     prefix_ids: Sequence[int] = (), batch_size: int = 32) -> list[list[Tensor]]:
+    """Per-token log-probs of ``options[q][o]`` after ``prefix + contexts[q]``, each context run once.
+
+    Three levels share work: the prefix runs once (its cache repeated over the batch), each question's context
+    runs once per question (its cache repeated over its O options), and only the option tokens run per option.
+    With single-token options (letters) the option pass is skipped: the context's last state scores them all.
+    Equal to :func:`continuation_logprobs` on the concatenated sequences (tested).
+
+    Args:
+        contexts: Q token-id lists (non-empty unless BOS/prefix ids precede them). options: Q lists of the same
+            number O of non-empty token-id lists. batch_size: option rows per forward pass.
+    """
+    Q = len(contexts)
+    if len(options) != Q:
+        raise ConfigError(f"contexts ({Q}) and options ({len(options)}) must have the same length")
+    if Q == 0:
+        return []
+    O = len(options[0])
+    if any(len(o) != O for o in options) or O == 0:
+        raise ConfigError("every question needs the same, positive number of options")
+    head = list(lm.bos_ids) + list(prefix_ids)
+    for q in range(Q):
+        longest = max(len(t) for t in options[q])
+        if min(len(t) for t in options[q]) == 0:
+            raise ConfigError(f"an option of question {q} is empty; every option needs at least one token")
+        if not head and not contexts[q]:
+            raise ConfigError(f"question {q} has no token before its options (empty prompt and no BOS)")
+        if len(head) + len(contexts[q]) + longest > lm.max_length:
+            raise ConfigError(f"question {q} has {len(head) + len(contexts[q]) + longest} tokens, longer than the "
+                              f"model's context of {lm.max_length}; shorten the prompt or use fewer demonstrations")
+    cache, h_last, p_len = encode_prefix(lm, head) if head else (None, None, 0)
+    left, pad, dev = lm.tokenizer.padding_side == "left", lm.pad_id(), lm.device
+    order = sorted(range(Q), key=lambda q: len(contexts[q]))
+    per = max(1, batch_size // O)
+    out: list[list[Tensor]] = [[] for _ in range(Q)]
+    for s in range(0, Q, per):
+        idx = order[s:s + per]
+        B = len(idx)
+        kv = None
+        if cache is not None:
+            kv = copy.deepcopy(cache)
+            kv.batch_repeat_interleave(B)
+        if all(contexts[q] for q in idx):
+            ids, mask, offs = _pad([contexts[q] for q in idx], pad, left, dev)
+            pos = (mask.cumsum(1) - 1).clamp(min=0) + p_len
+            h, kv = base_forward(lm, kv, input_ids=ids, attention_mask=torch.cat([mask.new_ones(B, p_len), mask], 1),
+                                 position_ids=pos)  # (B, Lc, D)
+            last = h[torch.arange(B, device=dev), torch.tensor([o + len(contexts[q]) - 1 for o, q in
+                                                                zip(offs, idx)], device=dev)]  # (B, D)
+        else:  # an empty context somewhere: run rows one question at a time through the flat path
+            for q in idx:
+                flat = continuation_logprobs(lm, [contexts[q]] * O, options[q], prefix_ids=prefix_ids,
+                                             batch_size=batch_size)
+                out[q] = flat
+            continue
+        lens = torch.tensor([len(contexts[q]) for q in idx], device=dev)
+        first_tok = torch.tensor([[options[q][o][0] for o in range(O)] for q in idx], device=dev)  # (B, O)
+        first = torch.log_softmax(_head(lm, last).float(), -1).gather(1, first_tok)  # (B, O)
+        longest = max(len(t) for q in idx for t in options[q])
+        if longest == 1:
+            for b, q in enumerate(idx):
+                out[q] = [first[b, o:o + 1].cpu() for o in range(O)]
+            continue
+        kv.batch_repeat_interleave(O)  # rows (q0 o0, q0 o1, ..., q1 o0, ...)
+        rows = [options[q][o][:-1] or [pad] for q in idx for o in range(O)]  # inputs predicting tokens 1..n-1
+        oid, omask, _ = _pad(rows, pad, False, dev)  # right: option tokens follow their context directly
+        for r, (q, o) in enumerate((q, o) for q in idx for o in range(O)):
+            if len(options[q][o]) == 1:
+                omask[r] = 0
+        Lo = oid.shape[1]
+        pos = p_len + lens.repeat_interleave(O)[:, None] + torch.arange(Lo, device=dev)  # (B*O, Lo)
+        cmask = torch.cat([mask.new_ones(B, p_len), mask], 1).repeat_interleave(O, 0)
+        ho, _ = base_forward(lm, kv, input_ids=oid, attention_mask=torch.cat([cmask, omask], 1), position_ids=pos)
+        lp = torch.log_softmax(_head(lm, ho).float(), -1)  # (B*O, Lo, V)
+        for b, q in enumerate(idx):
+            for o in range(O):
+                t = options[q][o]
+                rest = lp[b * O + o, torch.arange(len(t) - 1, device=dev), torch.tensor(t[1:], device=dev,
+                                                                                     dtype=torch.long)]
+                out[q].append(torch.cat([first[b, o:o + 1], rest]).cpu())
+    return out
+
+
 def score_options(lm, prompts: Sequence[str], options: Sequence[Sequence[str]], *, prefix: str = "",
                   cache_prefix: bool = True, batch_size: int = 32) -> dict[str, Tensor]:
     """Score every option of every question as a continuation of ``prefix + prompt``.
 
     The prefix, each prompt and each option are tokenized separately and concatenated, so cached and uncached
     scoring see the same tokens. Use options like ``" A"`` for letter scoring and the answer text (``" Paris"``)
-    for cloze scoring.
+    for cloze scoring. With ``cache_prefix`` the work is shared by :func:`grouped_logprobs` (prefix once,
+    each prompt once, option tokens per option); without, every (prompt, option) row is a full sequence.
 
     Args:
         lm: a :class:`~adaptlab.lm.load.CausalLM`.
         prompts: Q question prompts. options: Q lists of O option strings each (the same O for all).
-        prefix: text shared by every prompt (encoded once when ``cache_prefix``).
+        prefix: text shared by every prompt.
         batch_size: (question, option) rows per forward pass.
 
     Returns:
@@ -165,7 +265,6 @@ def score_options(lm, prompts: Sequence[str], options: Sequence[Sequence[str]], 
     if len(n_opt) > 1:
         raise ConfigError(f"every question needs the same number of options; got {sorted(n_opt)}")
     O = n_opt.pop() if n_opt else 0
-    ctx, tgt = [], []
     enc_cache: dict[str, list[int]] = {}
 
     def enc(text: str) -> list[int]:
@@ -173,13 +272,16 @@ def score_options(lm, prompts: Sequence[str], options: Sequence[Sequence[str]], 
             enc_cache[text] = lm.encode(text)
         return enc_cache[text]
 
-    for p, opts in zip(prompts, options):
-        for o in opts:
-            ctx.append(enc(p))
-            tgt.append(enc(o))
-    lps = continuation_logprobs(lm, ctx, tgt, prefix_ids=enc(prefix) if prefix else (), cache_prefix=cache_prefix,
-                                batch_size=batch_size)
+    pre = enc(prefix) if prefix else []
     Q = len(prompts)
+    if cache_prefix:
+        nested = grouped_logprobs(lm, [enc(p) for p in prompts], [[enc(o) for o in opts] for opts in options],
+                                  prefix_ids=pre, batch_size=batch_size)
+        lps = [x for row in nested for x in row]
+    else:
+        ctx = [enc(p) for p, opts in zip(prompts, options) for _ in opts]
+        tgt = [enc(o) for opts in options for o in opts]
+        lps = continuation_logprobs(lm, ctx, tgt, prefix_ids=pre, cache_prefix=False, batch_size=batch_size)
     logprob = torch.tensor([float(x.sum()) for x in lps], dtype=torch.float64).reshape(Q, O)
     n_tokens = torch.tensor([len(x) for x in lps], dtype=torch.long).reshape(Q, O)
     return {"logprob": logprob, "n_tokens": n_tokens}
