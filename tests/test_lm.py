@@ -16,7 +16,7 @@ from adaptlab.errors import ConfigError
 
 pytest.importorskip("transformers", reason="transformers is not installed (pip install -e '.[lm]')")
 
-from adaptlab.lm.generate import generate, generate_ids, next_token, top_p_filter  # noqa: E402
+from adaptlab.lm.decode import generate, generate_ids, next_token, top_p_filter  # noqa: E402
 from adaptlab.lm.load import tiny_random_lm  # noqa: E402
 from adaptlab.lm.scoring import continuation_logprobs, score_options  # noqa: E402
 

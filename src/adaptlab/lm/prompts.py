@@ -178,7 +178,7 @@ def evaluate_mc(lm, questions: Sequence[MCQuestion], strategy: str, *, demos: Se
         ``{"metrics": scored metrics, "generated": generated-answer metrics or None, "taxonomy": ...,
         "pred": [...], "probs": (Q, O) list, "texts": generated strings or None}``.
     """
-    from adaptlab.lm.generate import generate
+    from adaptlab.lm.decode import generate
     from adaptlab.lm.scoring import score_options
 
     if not questions:
