@@ -23,9 +23,9 @@ Example (a tiny random model: scores near chance)::
     >>> from adaptlab.data.text import MCQuestion
     >>> from adaptlab.lm.load import tiny_random_lm
     >>> qs = [MCQuestion("2+2?", ("3", "4"), 1), MCQuestion("1+2?", ("3", "5"), 0)]
-    >>> r = evaluate_mc(tiny_random_lm(), qs, "few_shot", demos=qs, k=1, max_new_tokens=2)
+    >>> r = evaluate_mc(tiny_random_lm(n_positions=512), qs, "few_shot", demos=qs, k=1, max_new_tokens=2)
     >>> sorted(r["metrics"])[:4]
-    ['accuracy', 'accuracy_ci', 'conf_correct', 'conf_incorrect']
+    ['accuracy', 'accuracy_ci', 'conf_correct', 'conf_correct_ci']
 """
 
 from __future__ import annotations
