@@ -178,8 +178,8 @@ def plural_pairs(n: int | None = None, seed: int = 0, root: str | os.PathLike | 
                  ) -> list[tuple[str, str]]:
     """(singular, plural) pairs for single-word lowercase WordNet nouns; plurals from ``inflect``.
 
-    Nouns whose plural equals the singular (sheep) are dropped. ``n`` pairs drawn with ``seed`` (None: all,
-    sorted).
+    Nouns whose plural equals the singular (sheep) are dropped. ``n``: the first n of a seeded shuffle
+    (None: all, sorted).
     """
     try:
         import inflect
@@ -188,9 +188,15 @@ def plural_pairs(n: int | None = None, seed: int = 0, root: str | os.PathLike | 
     eng = inflect.engine()
     words = sorted({w.word for w in load_wordnet_nouns(root) if w.word.isalpha() and w.word.islower()
                     and 3 <= len(w.word) <= 12})
-    pairs = [(w, p) for w in words if (p := eng.plural_noun(w)) and p != w]
     if n is None:
-        return pairs
-    if not 1 <= n <= len(pairs):
-        raise DataError(f"n={n!r} plural pairs requested; expected 1..{len(pairs)}")
-    return random.Random(seed).sample(pairs, n)
+        return [(w, p) for w in words if (p := eng.plural_noun(w)) and p != w]
+    if n < 1:
+        raise DataError(f"n={n!r} plural pairs requested; expected a positive number")
+    pairs = []
+    for w in random.Random(seed).sample(words, len(words)):  # inflect only as many words as needed
+        p = eng.plural_noun(w)
+        if p and p != w:
+            pairs.append((w, p))
+            if len(pairs) == n:
+                return pairs
+    raise DataError(f"n={n!r} plural pairs requested; expected 1..{len(pairs)}")
