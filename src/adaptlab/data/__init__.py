@@ -1,6 +1,6 @@
-"""Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions and Omniglot,
-read from local copies (installed packages, ``$ADAPTLAB_DATA``) and checked
-(pinned SHA-256 or structure) before use, with clear errors when missing."""
+"""Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions, Omniglot and text tasks (capitals, MMLU,
+WordNet), read from local copies (installed packages, ``$ADAPTLAB_DATA``) and checked (pinned SHA-256 or structure)
+before use, with clear errors when missing."""
 
 from adaptlab._lazy import attach
 
@@ -10,5 +10,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "mnist": ["MNIST", "load_mnist"],
     "mnist1d": ["MNIST1D", "load_mnist1d"],
     "multimnist": ["MultiMNIST", "compose", "make_multimnist"],
+    "text": ["LETTERS", "NOUN_SUPERSENSES", "MCQuestion", "WordNetNoun", "load_capitals", "load_mmlu",
+             "load_wordnet_nouns", "mmlu_subjects", "plural_pairs", "wordnet_dir"],
     "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_omniglot", "load_runs", "omniglot_dir"],
 })

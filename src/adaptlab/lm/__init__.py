@@ -1,0 +1,20 @@
+"""Causal language models: loading (any HuggingFace name or folder, the offline SmolLM2 default), batched
+continuation scoring with prefix caching, greedy/sampled generation, prompt strategies and their metrics.
+
+transformers is imported only when a model is loaded, so ``import adaptlab.lm`` stays light::
+
+    >>> import adaptlab as al
+    >>> al.lm.SMOLLM2
+    'smollm2-135m-instruct'
+"""
+
+from adaptlab._lazy import attach
+
+__all__, __getattr__, __dir__ = attach(__name__, {
+    "decode": ["generate", "generate_ids", "next_token", "top_p_filter"],
+    "load": ["SMOLLM2", "CausalLM", "cache_dir", "char_tokenizer", "load_causal_lm", "smollm2_folder",
+             "tiny_random_lm", "wrap"],
+    "prompts": ["INSTRUCTION", "STRATEGIES", "build_prompts", "evaluate_mc", "failure_taxonomy", "mc_metrics",
+                "parse_letter", "question_block"],
+    "scoring": ["base_forward", "continuation_logprobs", "encode_prefix", "grouped_logprobs", "score_options"],
+})
