@@ -15,10 +15,24 @@ from adaptlab.experiments import registry
 from helpers import cli
 
 
+def _leaves(d: dict, prefix: str = "") -> list[str]:
+    return [k for key, v in d.items() for k in (_leaves(v, f"{prefix}{key}.") if isinstance(v, dict)
+                                                 else [prefix + key])]
+
+
 @pytest.mark.parametrize("name", sorted(registry()))
 def test_every_experiment_trains_with_train_steps_and_train_lr(name):
-    train = to_dict(registry()[name].config())["train"]
+    cfg = to_dict(registry()[name].config())
+    trains = [k for k in _leaves(cfg) if k.rsplit(".", 1)[-1] in ("steps", "epochs", "lr", "checkpoint_every")]
+    if not trains:  # an experiment that trains nothing (the language-model prompting studies) has no train section
+        assert "train" not in cfg
+        return
+    train = cfg["train"]
     assert ("steps" in train or "epochs" in train) and "lr" in train
+    # no training key outside the train section except inner loops' own (inner.steps, inner_lr, ...)
+    stray = [k for k in trains if not k.startswith(("train.", "inner.", "prune.", "channel.", "kmeans.", "train1d.",
+                                                    "int8."))]
+    assert not stray, f"{name}: training keys outside train.*: {stray}"
 
 
 def _old_form(cls, data: dict) -> dict:

@@ -75,8 +75,9 @@ class CaptioningConfig(BaseConfig):
         check(8 <= d.small_px < 28, "data.small_px", d.small_px, "an integer in 8..27")
         check(d.n_train >= 1, "data.n_train", d.n_train, "a positive integer")
         check(d.n_test >= 1, "data.n_test", d.n_test, "a positive integer")
-        check(m.dim >= 4 and m.dim % m.heads == 0, "model.dim", m.dim, f"a multiple of model.heads={m.heads}")
-        check(m.heads >= 1, "model.heads", m.heads, "a positive integer")
+        check(1 <= m.heads <= 64, "model.heads", m.heads, "an integer in 1..64")
+        check(4 <= m.dim <= 4096 and m.dim % m.heads == 0, "model.dim", m.dim,
+              f"a multiple of model.heads={m.heads}, at most 4096")
         check(m.enc_depth >= 1, "model.enc_depth", m.enc_depth, "a positive integer")
         check(m.dec_depth >= 1, "model.dec_depth", m.dec_depth, "a positive integer")
         check(m.max_len >= 10, "model.max_len", m.max_len, "an integer >= 10 (the longest caption: <bos>, 8 "

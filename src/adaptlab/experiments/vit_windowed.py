@@ -30,7 +30,16 @@ VARIANTS = ("global", "windowed", "causal")
 
 
 @dataclass
+class TrainConfig:
+    steps: int = 600  # optimizer steps per model
+    batch_size: int = 64  # images per step
+    lr: float = 2e-3  # Adam peak learning rate (cosine decay to 0)
+
+
+@dataclass
 class VitWindowedConfig(BaseConfig):
+    RENAMED = {"steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr"}  # docs/config.md
+
     canvases: list[int] = field(default_factory=lambda: [56, 112])  # canvas sides trained (multiples of patch * window)
     cost_sizes: list[int] = field(default_factory=lambda: [56, 112, 224, 448])  # canvas sides costed (no training)
     patch: int = 7  # patch side (56 px -> 8 x 8 tokens)
@@ -40,9 +49,7 @@ class VitWindowedConfig(BaseConfig):
     heads: int = 4  # attention heads
     n_train: int = 10000  # training images (digits from MNIST's training split)
     n_test: int = 2000  # test images (digits from MNIST's test split)
-    steps: int = 600  # optimizer steps per model
-    batch_size: int = 64  # images per step
-    lr: float = 2e-3  # Adam peak learning rate (cosine decay to 0)
+    train: TrainConfig = field(default_factory=TrainConfig)
     timing_batch: int = 16  # images per timed forward pass
 
     def __post_init__(self) -> None:
@@ -53,14 +60,16 @@ class VitWindowedConfig(BaseConfig):
                   sizes, f"canvas sides >= 28 divisible by patch * window = {self.patch * self.window}")
         check(self.patch >= 1, "patch", self.patch, "a positive integer")
         check(self.window >= 1, "window", self.window, "a positive integer")
-        check(self.dim % (4 * self.heads) == 0, "dim", self.dim, f"a multiple of 4 * heads = {4 * self.heads}")
-        check(self.depth >= 1, "depth", self.depth, "a positive integer")
-        check(self.heads >= 1, "heads", self.heads, "a positive integer")
-        check(self.n_train >= 1, "n_train", self.n_train, "a positive integer")
-        check(self.n_test >= 1, "n_test", self.n_test, "a positive integer")
-        check(self.steps >= 1, "steps", self.steps, "a positive integer")
-        check(self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer")
-        check(self.lr > 0, "lr", self.lr, "a positive number")
+        check(1 <= self.heads <= 64, "heads", self.heads, "an integer in 1..64")
+        check(4 <= self.dim <= 4096 and self.dim % (4 * self.heads) == 0, "dim", self.dim,
+              f"a multiple of 4 * heads = {4 * self.heads}, at most 4096")
+        check(1 <= self.depth <= 64, "depth", self.depth, "an integer in 1..64")
+        check(1 <= self.n_train <= 60000, "n_train", self.n_train, "an integer in 1..60000")
+        check(1 <= self.n_test <= 10000, "n_test", self.n_test, "an integer in 1..10000")
+        t = self.train
+        check(1 <= t.steps <= 10_000_000, "train.steps", t.steps, "an integer in 1..10000000")
+        check(1 <= t.batch_size <= 65536, "train.batch_size", t.batch_size, "an integer in 1..65536")
+        check(0 < t.lr <= 10, "train.lr", t.lr, "a positive number <= 10")
         check(self.timing_batch >= 1, "timing_batch", self.timing_batch, "a positive integer")
 
 
@@ -91,13 +100,14 @@ def train_one(variant: str, canvas: int, cfg: VitWindowedConfig, index: int, che
     gen = torch.Generator().manual_seed(cfg.seed * 100 + 50 + index)
 
     def batch(step: int):
-        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen).to(dev)
+        idx = torch.randint(0, len(x), (cfg.train.batch_size,), generator=gen).to(dev)
         return x[idx], y[idx]
 
-    hist = fit(lambda b: F.cross_entropy(net(b[0]), b[1]), batch, steps=cfg.steps,
-               optimizer=make_optimizer(net.parameters(), "adam", cfg.lr), schedule=cosine(cfg.lr, cfg.steps),
+    t = cfg.train
+    hist = fit(lambda b: F.cross_entropy(net(b[0]), b[1]), batch, steps=t.steps,
+               optimizer=make_optimizer(net.parameters(), "adam", t.lr), schedule=cosine(t.lr, t.steps),
                generator=gen, modules={"model": net}, history={}, checkpoint=checkpoint,
-               every=max(1, cfg.steps // 4), progress=progress, desc=f"{variant}@{canvas}")
+               every=max(1, cfg.train.steps // 4), progress=progress, desc=f"{variant}@{canvas}")
     net.eval()
     with torch.no_grad():
         pred = torch.cat([net(tx[i:i + 500]).argmax(-1) for i in range(0, len(tx), 500)])
@@ -131,7 +141,7 @@ def run(cfg: VitWindowedConfig, out_dir: Path, resume: bool = False) -> dict:
     for i, (v, c) in enumerate(progress(jobs, desc="models")):
         rec = stages.run(f"{v}@{c}", train_one, v, c, cfg, i)
         acc.setdefault(v, {})[str(c)] = rec["accuracy"]
-        train_s.setdefault(v, {})[str(c)] = rec["seconds"] / cfg.steps
+        train_s.setdefault(v, {})[str(c)] = rec["seconds"] / cfg.train.steps
     cost: dict[str, dict[str, int]] = {}
     fwd: dict[str, dict[str, float]] = {}
     for v in ("global", "windowed"):
@@ -157,7 +167,7 @@ def summary(results: dict, cfg: VitWindowedConfig) -> str:
     fwd = results.get("timings", {}).get("forward_seconds", {})
     c0 = str(cfg.canvases[0])
     lines = [f"One real MNIST digit at a random place on a growing canvas; ViT with patch {cfg.patch}, "
-             f"{cfg.depth} blocks, d = {cfg.dim}, {cfg.steps} steps on {cfg.n_train} MNIST-train images, "
+             f"{cfg.depth} blocks, d = {cfg.dim}, {cfg.train.steps} steps on {cfg.n_train} MNIST-train images, "
              f"accuracy on {cfg.n_test} MNIST-test images. Windowed: {cfg.window}x{cfg.window}-patch windows, "
              "odd blocks shifted.", "",
              "| canvas (px) | tokens | global acc. | windowed acc. | global GFLOPs / image | windowed GFLOPs / image "
@@ -180,13 +190,13 @@ def summary(results: dict, cfg: VitWindowedConfig) -> str:
               f"raster-causal attention {cc:.1f}% ({gc - cc:+.1f} points; "
               f"{'bidirectional' if gc >= cc else 'causal'} ahead)."]
     if max(gc, cc) < 90:
-        lines.append(f"All models here are far from converged (one seed, {cfg.steps} steps): read the gaps as "
+        lines.append(f"All models here are far from converged (one seed, {cfg.train.steps} steps): read the gaps as "
                      "this training budget's, not as the architectures' limits.")
     return "\n".join(lines)
 
 
 QUICK = {"canvases": [28], "cost_sizes": [28, 56], "window": 2, "dim": 16, "heads": 2, "n_train": 256,
-         "n_test": 64, "steps": 6, "batch_size": 16, "timing_batch": 2}
+         "n_test": 64, "train.steps": 6, "train.batch_size": 16, "timing_batch": 2}
 
 EXPERIMENTS = [Experiment(
     "vit-windowed", "ViT on a digit at a random place on a growing canvas: global vs shifted-window attention "
