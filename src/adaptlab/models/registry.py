@@ -32,7 +32,8 @@ from adaptlab.errors import ConfigError
 OutputShape = Callable[[int], Any]
 
 # The modules whose import registers the built-in models (imported on first use of the registry).
-_BUILTIN = ("adaptlab.models.mlp", "adaptlab.models.conv4", "adaptlab.models.cnn", "adaptlab.models.mtl_lenet")
+_BUILTIN = ("adaptlab.models.mlp", "adaptlab.models.conv4", "adaptlab.models.cnn", "adaptlab.models.mtl_lenet",
+            "adaptlab.models.resnet")
 
 
 @dataclass(frozen=True)
