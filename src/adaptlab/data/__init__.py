@@ -1,12 +1,16 @@
-"""Datasets: MNIST, MNIST-1D, MultiMNIST and Omniglot, read from local copies (installed packages,
-``$ADAPTLAB_DATA``) and checked (pinned SHA-256 or structure) before use, with clear errors when missing."""
+"""Datasets: MNIST, MNIST-1D, MultiMNIST, Omniglot and CIFAR-10(-C), read from local copies (installed
+packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned SHA-256 or structure) before use, with clear
+errors when missing; image corruptions (ImageNet-C style) and label / sub-population shifts."""
 
 from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
     "_archive": ["download", "safe_extract_zip", "sha256_file", "verify_sha256"],
+    "cifar": ["CIFAR10", "cifar10_dir", "cifar10c_dir", "load_cifar10", "load_cifar10c"],
+    "corruptions": ["CORRUPTIONS", "PARAMS", "corrupt", "disk_kernel", "motion_kernels"],
     "mnist": ["MNIST", "load_mnist"],
     "mnist1d": ["MNIST1D", "load_mnist1d"],
     "multimnist": ["MultiMNIST", "compose", "make_multimnist"],
     "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_omniglot", "load_runs", "omniglot_dir"],
+    "shift": ["pad32", "permute_labels", "subpopulation"],
 })
