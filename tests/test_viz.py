@@ -34,7 +34,14 @@ TOY = {"methods": ["mean"], "paths": {"mean": [[[0.0, 0.0], [0.5, 0.5]]]}, "pare
        "grid": {"x": [[0.0, 1.0], [0.0, 1.0]], "y": [[0.0, 0.0], [1.0, 1.0]], "loss": [[1.0, 2.0], [2.0, 3.0]],
                 "pareto": [[-1.0, 0.0], [0.0, 1.0]]}}
 
+_CELL = {"acc": 0.5, "ci95": 0.1, "n_used": 100}
+SURGICAL = {"n_target": 100, "shifts": {s: {"n": {"100": {"block1": _CELL, "head": {**_CELL, "acc": 0.3}},
+                                                  "1000": {"block1": {**_CELL, "n_used": 1000}}}}
+                                        for s in ("contrast:5", "labels")}}
+
 DRAW = {
+    "block_heatmap": lambda: viz.block_heatmap_figure(SURGICAL),
+    "data_curve": lambda: viz.data_curve_figure(SURGICAL),
     "curves": lambda: viz.curves_figure(FOURIER, n_inner=2, d=3, meta_steps=5, x="uniform"),
     "weights": lambda: viz.weights_figure(FOURIER),
     "example": lambda: viz.example_figure(FOURIER),
