@@ -167,3 +167,14 @@ def test_search_blocks_returns_the_best_held_out_block():
 def test_bad_block_choices_are_one_clear_error(tune, match):
     with pytest.raises(ValueError, match=match):
         adapt.select_blocks(resnet_small(), tune)
+
+
+def test_recalibrate_bn_sets_the_mean_of_the_data():
+    net = resnet_small()
+    x, _ = _data(40)
+    adapt.recalibrate_bn(net, x, batch=8)  # 5 equal chunks: the average of their means is the mean
+    with torch.no_grad():
+        h = net.stem[0](x)  # (40, 8, 32, 32): the first BN's input
+    bn = net.stem[1]
+    assert_close(bn.running_mean, h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)  # float32 sums over chunks
+    assert not net.training and bn.momentum == 0.1

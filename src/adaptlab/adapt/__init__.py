@@ -11,5 +11,5 @@ from adaptlab._lazy import attach
 __all__, __getattr__, __dir__ = attach(__name__, {
     "auto": ["rgn_weights", "snr_scores", "snr_weights"],
     "blockmap": ["block_of", "blocks", "freeze", "select_blocks", "train_mode"],
-    "tune": ["finetune", "search_blocks"],
+    "tune": ["finetune", "recalibrate_bn", "search_blocks"],
 })

@@ -131,6 +131,29 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
     return net, history
 
 
+def recalibrate_bn(model: nn.Module, x: Tensor, batch: int = 500) -> nn.Module:
+    """Reset every batch norm's running statistics to their average over ``x`` in chunks of ``batch`` (in place).
+
+    Adam moves the weights faster than a momentum-0.1 running average follows, so after training the running
+    statistics can lag the final weights (here: a ResNet-8 on MNIST at 98.4% with batch statistics and 91.1%
+    with its running ones). One pass over ``x`` in training mode with ``momentum=None`` (a cumulative
+    average of the chunks' statistics: the exact mean over ``x`` when ``batch`` divides its length) makes
+    evaluation use the statistics of the final weights. Returns ``model`` in eval mode.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            model(x[i:i + batch])
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return model.eval()
+
+
 def search_blocks(model: nn.Module, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor, *,
                   candidates: Sequence[str] | None = None, lrs: Sequence[float] = (1e-3, 1e-2), **kwargs
                   ) -> dict:
@@ -167,4 +190,4 @@ def search_blocks(model: nn.Module, x: Tensor, y: Tensor, x_val: Tensor, y_val: 
     return {"val": val, "best_val": best[0], "best_block": best[1], "best_lr": best[2], "model": best[3]}
 
 
-__all__ = ["finetune", "search_blocks"]
+__all__ = ["finetune", "recalibrate_bn", "search_blocks"]

@@ -70,6 +70,7 @@ class SurgicalConfig(BaseConfig):
     source_steps: int = 500  # Adam steps of batch source_batch on the source task (about 1.3 MNIST epochs)
     source_batch: int = 128  # source training batch size
     source_lr: float = 2e-3  # source training Adam learning rate
+    recalibrate: int = 10000  # source images that reset the BN running statistics after training (0: keep)
     shifts: list[str] = field(default_factory=lambda: list(SHIFTS))  # CORRUPTION:SEVERITY, 'labels' or 'subpop'
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))  # 'none', a block, 'all', 'auto-rgn/snr'
     n_target: int = 1000  # labelled target images for the main table and heat map
@@ -102,6 +103,7 @@ class SurgicalConfig(BaseConfig):
         for key in ("source_batch", "batch", "n_val", "n_test"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "a positive integer")
         check(self.source_lr > 0, "source_lr", self.source_lr, "a positive number")
+        check(self.recalibrate >= 0, "recalibrate", self.recalibrate, "an integer >= 0 (0: no recalibration)")
         check(len(self.lrs) > 0 and all(lr > 0 for lr in self.lrs), "lrs", self.lrs, "positive learning rates")
         check(2 <= self.seeds <= 100, "seeds", self.seeds, "an integer in 2..100 (a CI needs two)")
         check(0.0 <= self.snr_threshold <= 1.0, "snr_threshold", self.snr_threshold, "a number in [0, 1]")
@@ -203,6 +205,10 @@ def train_source(cfg: SurgicalConfig, train, checkpoint=None) -> dict:
     hist = fit(lambda b: F.cross_entropy(net(b[0]), b[1]), batch, steps=cfg.source_steps,
                optimizer=make_optimizer(net.parameters(), "adam", cfg.source_lr), generator=g,
                modules={"model": net}, checkpoint=checkpoint)
+    if cfg.recalibrate:
+        from adaptlab.adapt import recalibrate_bn
+
+        recalibrate_bn(net, x[:cfg.recalibrate].to(cfg.device))
     return {"model": net.state_dict(), "seconds": hist["seconds"], "final_loss": hist["loss"][-1:]}
 
 
