@@ -365,7 +365,8 @@ def _answer(results: dict, n: str) -> str:
 EXPERIMENTS = [
     Experiment("surgical-finetune", "Surgical fine-tuning: which ResNet block to tune per distribution shift, "
                "Auto-RGN / Auto-SNR", SurgicalConfig, run, figures, summary, check=check_config,
-               quick={"source_steps": 30, "shifts": ["gaussian_noise:5", "labels"],
+               quick={"source_steps": 30, "source_batch": 32, "recalibrate": 500,
+                      "shifts": ["gaussian_noise:5", "labels"],
                       "variants": ["none", "block1", "head", "auto-rgn"], "curve_sizes": [30],
                       "curve_variants": ["block1"], "n_target": 100, "n_val": 100, "n_test": 200, "lrs": [3e-3],
                       "steps": 4, "batch": 16, "seeds": 2}),
