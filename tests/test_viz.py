@@ -40,8 +40,14 @@ CAPTION = {"decoders": {"joint": {"train_loss": [2.0, 1.0, 0.5],
 VIT = {"accuracy": {"global": {"56": 90.0, "112": 80.0}, "windowed": {"56": 89.0}},
        "cost": {"global": {"56": 1e7, "112": 7e7}, "windowed": {"56": 9e6, "112": 3e7}},
        "timings": {"forward_seconds": {"global": {"56": 0.01, "112": 0.05}, "windowed": {"56": 0.01, "112": 0.02}}}}
+_CELL = {"acc": 0.5, "ci95": 0.1, "n_used": 100}
+SURGICAL = {"n_target": 100, "shifts": {s: {"n": {"100": {"block1": _CELL, "head": {**_CELL, "acc": 0.3}},
+                                                  "1000": {"block1": {**_CELL, "n_used": 1000}}}}
+                                        for s in ("contrast:5", "labels")}}
 
 DRAW = {
+    "block_heatmap": lambda: viz.block_heatmap_figure(SURGICAL),
+    "data_curve": lambda: viz.data_curve_figure(SURGICAL),
     "curves": lambda: viz.curves_figure(FOURIER, n_inner=2, d=3, meta_steps=5, x="uniform"),
     "weights": lambda: viz.weights_figure(FOURIER),
     "example": lambda: viz.example_figure(FOURIER),

@@ -10,5 +10,6 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "mlp": ["MLP"],
     "mtl_lenet": ["multimnist_cross_stitch", "multimnist_lenet"],
     "registry": ["ModelSpec", "create", "names", "register", "spec"],
+    "resnet": ["BasicBlock", "CifarResNet", "resnet26", "resnet_small"],
     "vit": ["ViT", "check_grid", "shift_window_mask", "sinusoidal_2d", "window_merge", "window_partition"],
 })

@@ -33,7 +33,8 @@ OutputShape = Callable[[int], Any]
 
 # The modules whose import registers the built-in models (imported on first use of the registry).
 _BUILTIN = ("adaptlab.models.mlp", "adaptlab.models.conv4", "adaptlab.models.cnn", "adaptlab.models.mtl_lenet",
-            "adaptlab.models.vit", "adaptlab.models.captioner")
+            "adaptlab.models.vit", "adaptlab.models.captioner",
+            "adaptlab.models.resnet")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,193 @@
+"""Surgical fine-tuning through the shared engine: tune one block, a set of blocks, or all with Auto-RGN/SNR.
+
+One step of :func:`finetune` on a batch ``(x, y)`` with tuned tensors ``T`` (all others frozen, their
+batch norms in eval mode)::
+
+    loss = cross_entropy(model(x), y)                        # no graph before the first tuned tensor
+    plain:     theta_t <- opt_step(theta_t, g_t, lr)                      for t in T
+    auto-rgn:  theta_t <- opt_step(theta_t, g_t, lr * w_t),  w = rgn_weights(theta, g)
+    auto-snr:  g_t = mean_k g_t^(k) over m chunks of the batch; w = snr_weights(g^(1..m))
+
+The model passed in is never modified: :func:`finetune` trains a deep copy and returns it.
+:func:`search_blocks` picks the single block (and learning rate) with the best held-out accuracy.
+
+Example::
+
+    >>> import torch
+    >>> from adaptlab.models.mlp import MLP
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(64, 4, generator=g); y = (x[:, 0] > 0).long()
+    >>> net = MLP((4, 16, 2))
+    >>> tuned, hist = finetune(net, x, y, tune=["head"], steps=50, lr=0.05, generator=g)
+    >>> accuracy(tuned, x, y) > accuracy(net, x, y), torch.equal(tuned.layers[0].weight, net.layers[0].weight)
+    (True, True)
+
+References:
+    Y. Lee, A. S. Chen, F. Tajwar, A. Kumar, H. Yao, P. Liang, C. Finn. Surgical fine-tuning improves
+    adaptation to distribution shifts. ICLR 2023.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adaptlab.adapt.auto import rgn_weights, snr_weights
+from adaptlab.adapt.blockmap import block_of, blocks, freeze, select_blocks, train_mode
+from adaptlab.engine import fit, make_optimizer
+from adaptlab.eval.metrics import accuracy
+
+AUTO = (None, "rgn", "snr")
+
+
+def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str] = "all", steps: int,
+             lr: float, auto: str | None = None, batch_size: int = 64, optimizer: str = "adam",
+             weight_decay: float = 0.0, generator: torch.Generator | None = None, snr_chunks: int = 4,
+             snr_threshold: float = 0.5, block_map: Mapping[str, list[str]] | None = None,
+             checkpoint=None) -> tuple[nn.Module, dict]:
+    """Fine-tune a copy of ``model`` on ``(x, y)``, training only the tensors of ``tune``.
+
+    Args:
+        model: the source model (left unchanged).
+        x, y: (N, ...) target inputs and (N,) labels; batches of ``batch_size`` (at most N) drawn with
+            replacement from ``generator``.
+        tune: block names of :func:`adaptlab.adapt.blocks`, ``"all"`` or parameter patterns.
+        steps, lr: optimizer steps and base learning rate.
+        auto: None (plain), ``"rgn"`` or ``"snr"`` (per-tensor learning-rate weights, see
+            :mod:`adaptlab.adapt.auto`), applied to the tensors of ``tune``.
+        optimizer / weight_decay: see :func:`adaptlab.engine.make_optimizer`.
+        snr_chunks / snr_threshold: Auto-SNR's gradient samples per step (chunks of the batch) and threshold.
+        block_map: blocks to use instead of ``blocks(model)`` (also names the weights in the history).
+        checkpoint: passed to :func:`adaptlab.engine.fit`.
+
+    Returns:
+        ``(tuned_model, history)``; ``history`` holds ``loss`` per step, ``tuned`` (parameter names) and, with
+        ``auto``, ``block_weight``: each block's mean weight over tensors and steps.
+    """
+    if auto not in AUTO:
+        raise ValueError(f"auto={auto!r} is invalid; expected None, 'rgn' or 'snr'")
+    if steps < 0 or lr <= 0 or batch_size < 1:
+        raise ValueError(f"finetune steps={steps}, lr={lr}, batch_size={batch_size}: expected steps >= 0, lr > 0, "
+                         "batch_size >= 1")
+    net = copy.deepcopy(model)
+    bmap = blocks(net) if block_map is None else dict(block_map)
+    names = freeze(net, select_blocks(net, tune, bmap))
+    train_mode(net, names)
+    named = dict(net.named_parameters())
+    tensors = [named[n] for n in names]
+    groups = [{"params": [p]} for p in tensors] if auto else tensors
+    opt = make_optimizer(groups, optimizer, lr, weight_decay=weight_decay)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    b = min(batch_size, x.shape[0])
+    sums = {n: 0.0 for n in names}
+    history: dict = {"tuned": names}
+
+    def batches(step):
+        idx = torch.randint(x.shape[0], (b,), generator=gen).to(x.device)
+        return x[idx], y[idx]
+
+    def set_lrs(weights):
+        for group, n in zip(opt.param_groups, names):
+            group["lr"] = lr * float(weights[n])
+            sums[n] += float(weights[n])
+
+    def step_fn(batch):
+        xb, yb = batch
+        if auto is None:
+            return F.cross_entropy(net(xb), yb)
+        if auto == "rgn":
+            loss = F.cross_entropy(net(xb), yb)
+            loss.backward()
+            set_lrs(rgn_weights(dict(zip(names, tensors)), {n: p.grad for n, p in zip(names, tensors)}))
+            return loss.detach()
+        chunks = [c for c in zip(xb.chunk(snr_chunks), yb.chunk(snr_chunks)) if c[0].shape[0] > 0]
+        samples, losses = [], []
+        for xc, yc in chunks:
+            loss = F.cross_entropy(net(xc), yc)
+            samples.append(torch.autograd.grad(loss, tensors, allow_unused=True))
+            losses.append(loss.detach())
+        stacked = {n: torch.stack([s[i] if s[i] is not None else torch.zeros_like(p) for s in samples])
+                   for i, (n, p) in enumerate(zip(names, tensors))}  # (m, *theta.shape)
+        for n, p in zip(names, tensors):
+            p.grad = stacked[n].mean(0)
+        set_lrs(snr_weights(stacked, snr_threshold))
+        return torch.stack(losses).mean()
+
+    fit(step_fn, batches, steps=steps, optimizer=opt, generator=gen, modules={"model": net},
+        history=history, checkpoint=checkpoint)
+    if auto is not None:
+        where = block_of(bmap)
+        per: dict[str, list[float]] = {}
+        for n in names:
+            per.setdefault(where.get(n, n), []).append(sums[n] / max(1, steps))
+        history["block_weight"] = {k: sum(v) / len(v) for k, v in per.items()}
+    for p in net.parameters():
+        p.requires_grad_(True)
+    net.eval()
+    return net, history
+
+
+def recalibrate_bn(model: nn.Module, x: Tensor, batch: int = 500) -> nn.Module:
+    """Reset every batch norm's running statistics to their average over ``x`` in chunks of ``batch`` (in place).
+
+    Adam moves the weights faster than a momentum-0.1 running average follows, so after training the running
+    statistics can lag the final weights (here: a ResNet-8 on MNIST at 98.4% with batch statistics and 91.1%
+    with its running ones). One pass over ``x`` in training mode with ``momentum=None`` (a cumulative
+    average of the chunks' statistics: the exact mean over ``x`` when ``batch`` divides its length) makes
+    evaluation use the statistics of the final weights. Returns ``model`` in eval mode.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            model(x[i:i + batch])
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return model.eval()
+
+
+def search_blocks(model: nn.Module, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor, *,
+                  candidates: Sequence[str] | None = None, lrs: Sequence[float] = (1e-3, 1e-2), **kwargs
+                  ) -> dict:
+    """Fine-tune each single block with each learning rate and keep the best on held-out ``(x_val, y_val)``.
+
+    Args:
+        model, x, y: as :func:`finetune`; ``x_val, y_val`` held-out target examples.
+        candidates: block names (default: every block of :func:`adaptlab.adapt.blocks`).
+        lrs: learning rates tried per block.
+        kwargs: passed to :func:`finetune` (``steps``, ``batch_size``, ``generator``...); each run gets a
+            fresh copy of ``generator``'s state, so every candidate sees the same batches.
+
+    Returns:
+        ``{"val": {block: {lr: accuracy}}, "best_block", "best_lr", "best_val", "model"}`` (``model``: the
+        best tuned copy).
+    """
+    cands = list(blocks(model)) if candidates is None else list(candidates)
+    if not cands or not lrs:
+        raise ValueError("search_blocks: empty candidates or lrs; expected at least one block and one lr")
+    gen = kwargs.pop("generator", None) or torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    val: dict[str, dict[float, float]] = {}
+    best = None
+    for c in cands:
+        val[c] = {}
+        for lr in lrs:
+            g = torch.Generator(device=gen.device)
+            g.set_state(state.clone())
+            net, _ = finetune(model, x, y, tune=[c], lr=lr, generator=g, **kwargs)
+            acc = accuracy(net, x_val, y_val)
+            val[c][lr] = acc
+            if best is None or acc > best[0]:
+                best = (acc, c, lr, net)
+    return {"val": val, "best_val": best[0], "best_block": best[1], "best_lr": best[2], "model": best[3]}
+
+
+__all__ = ["finetune", "recalibrate_bn", "search_blocks"]

@@ -1,0 +1,180 @@
+"""Surgical fine-tuning: block maps, freezing (bit-identical frozen tensors, frozen batch-norm statistics, no
+graph through a frozen prefix), Auto-RGN / Auto-SNR weights against hand computations, the block search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adaptlab import adapt, models
+from adaptlab.models.resnet import resnet_small
+
+from conftest import assert_close
+
+
+def _data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 32, 32, generator=g), torch.randint(10, (n,), generator=g)
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_blocks_partition_every_registered_model(name):
+    net = models.create(name)
+    b = adapt.blocks(net)
+    flat = [n for names in b.values() for n in names]
+    assert sorted(flat) == sorted(dict(net.named_parameters())) and len(flat) == len(set(flat))
+    assert len(b) >= 2 and list(b)[-1] == "head"
+
+
+def test_resnet_blocks_are_the_stem_stages_and_head():
+    b = adapt.blocks(models.create("resnet26"))
+    assert list(b) == ["block1", "block2", "block3", "head"]
+    assert b["block1"][0] == "stem.0.weight" and all(n.startswith(("stem.", "stage1.")) for n in b["block1"])
+    assert b["head"] == ["head.weight", "head.bias"]
+    # 1 stem conv + 3 x 4 x 2 block convs + 1 linear = 26 weight layers (plus the 1x1 shortcut convs)
+    convs = [m for m in models.create("resnet26").modules()
+             if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) + 1 == 26
+
+
+def test_frozen_tensors_and_batch_norm_statistics_stay_bit_identical():
+    torch.manual_seed(0)
+    src = resnet_small()
+    x, y = _data()
+    tuned, hist = adapt.finetune(src, x, y, tune=["block2"], steps=5, lr=0.05, batch_size=16)
+    b2 = set(adapt.blocks(src)["block2"])
+    assert hist["tuned"] == adapt.blocks(src)["block2"]
+    s_params, t_params = dict(src.named_parameters()), dict(tuned.named_parameters())
+    for n, p in s_params.items():
+        same = torch.equal(p, t_params[n])
+        assert same != (n in b2), f"{n}: {'changed though frozen' if not same else 'tuned but unchanged'}"
+    s_buf, t_buf = dict(src.named_buffers()), dict(tuned.named_buffers())
+    for n, v in s_buf.items():
+        if n.startswith("stage2."):
+            assert not torch.equal(v, t_buf[n]), f"{n}: a tuned block's BN tracks the target statistics"
+        else:
+            assert torch.equal(v, t_buf[n]), f"{n}: a frozen block's BN statistics moved"
+
+
+def _leaves(grad_fn):
+    """The leaf tensors (AccumulateGrad nodes) reachable from ``grad_fn``, and the number of nodes seen."""
+    seen, stack, leaves = set(), [grad_fn], []
+    while stack:
+        f = stack.pop()
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        if hasattr(f, "variable"):
+            leaves.append(f.variable)
+        stack.extend(nf for nf, _ in f.next_functions)
+    return leaves, len(seen)
+
+
+def test_no_graph_and_no_grad_before_the_first_tuned_block():
+    net = resnet_small()
+    x, y = _data(8)
+    tuned = adapt.freeze(net, adapt.select_blocks(net, ["block3"]))
+    seen = {}
+    net.stage3.register_forward_pre_hook(lambda m, args: seen.update(inp=args[0]))
+    loss = F.cross_entropy(net(x), y)
+    assert not seen["inp"].requires_grad and seen["inp"].grad_fn is None  # the prefix built no graph
+    leaves, nodes = _leaves(loss.grad_fn)
+    named = dict(net.named_parameters())
+    assert {id(t) for t in leaves} == {id(named[n]) for n in tuned}
+    _, nodes_all = _leaves(F.cross_entropy(adapt.freeze(net, list(named)) and net(x), y).grad_fn)
+    assert nodes < nodes_all / 2
+    adapt.freeze(net, tuned)
+    F.cross_entropy(net(x), y).backward()
+    assert all((p.grad is None) == (n not in tuned) for n, p in named.items())
+
+
+def test_rgn_weights_match_a_hand_computation_on_real_gradients():
+    torch.manual_seed(1)
+    net = resnet_small().double()
+    with torch.no_grad():  # a trained net has no zero tensor; fresh BN biases are 0 (tested below)
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, y = _data(8)
+    params = dict(net.named_parameters())
+    grads = dict(zip(params, torch.autograd.grad(F.cross_entropy(net(x.double()), y), list(params.values()))))
+    w = adapt.rgn_weights(params, grads)
+    ratios = {n: (grads[n] ** 2).sum().sqrt() / (p.detach() ** 2).sum().sqrt() for n, p in params.items()}
+    top = max(float(r) for r in ratios.values())
+    for n in params:
+        assert_close(w[n], ratios[n] / top)
+    assert max(float(v) for v in w.values()) == 1.0
+    zero = adapt.rgn_weights({"w": torch.ones(2), "b": torch.zeros(2)}, {"w": torch.ones(2), "b": torch.ones(2)})
+    assert float(zero["b"]) == 1.0 and float(zero["w"]) == 1.0  # a zero tensor is out of the max, weight 1
+
+
+def test_snr_weights_match_a_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    samples = {"a": torch.randn(5, 3, generator=g, dtype=torch.float64) + 2.0,
+               "b": torch.randn(5, 2, 2, generator=g, dtype=torch.float64)}
+    scores = adapt.snr_scores(samples)
+    for n, s in samples.items():
+        m = s.mean(0)
+        var = ((s - m) ** 2).sum(0) / (s.shape[0] - 1)
+        assert_close(scores[n], (m ** 2 / var).mean())
+    w = adapt.snr_weights(samples, threshold=0.5)
+    assert float(w["a"]) == 1.0 and float(w["b"]) == float(scores["b"] / scores["a"] >= 0.5)
+
+
+def test_auto_rgn_step_is_sgd_with_per_tensor_lr_scaled_by_the_rgn_weights():
+    torch.manual_seed(2)
+    src = resnet_small().double()
+    x, y = _data(16)
+    x = x.double()
+    tuned, hist = adapt.finetune(src, x, y, tune="all", auto="rgn", steps=1, lr=0.1, batch_size=16,
+                                 optimizer="sgd")
+    ref = resnet_small().double()
+    ref.load_state_dict(src.state_dict())
+    adapt.train_mode(ref, [n for n, _ in ref.named_parameters()])
+    g = torch.Generator().manual_seed(0)  # finetune's default generator: the same batch
+    idx = torch.randint(16, (16,), generator=g)
+    params = dict(ref.named_parameters())
+    grads = dict(zip(params, torch.autograd.grad(F.cross_entropy(ref(x[idx]), y[idx]), list(params.values()))))
+    w = adapt.rgn_weights(params, grads)
+    for n, p in tuned.named_parameters():
+        assert_close(p, params[n] - 0.1 * w[n] * grads[n], rtol=1e-9, atol=1e-12)
+    assert set(hist["block_weight"]) == {"block1", "block2", "block3", "head"}
+
+
+def test_auto_snr_trains_and_freezes_low_snr_tensors():
+    torch.manual_seed(3)
+    src = resnet_small()
+    x, y = _data(32)
+    tuned, hist = adapt.finetune(src, x, y, auto="snr", steps=3, lr=0.01, batch_size=32, snr_threshold=1.0)
+    changed = [n for (n, p), q in zip(src.named_parameters(), tuned.parameters()) if not torch.equal(p, q)]
+    assert 1 <= len(changed) <= 3  # threshold 1: only the top-SNR tensor of each step moves
+    assert all(0.0 <= v <= 1.0 for v in hist["block_weight"].values())
+
+
+def test_search_blocks_returns_the_best_held_out_block():
+    torch.manual_seed(4)
+    src = resnet_small()
+    x, y = _data(32)
+    xv, yv = _data(32, seed=1)
+    out = adapt.search_blocks(src, x, y, xv, yv, lrs=(1e-3, 1e-2), steps=3, batch_size=16)
+    assert set(out["val"]) == {"block1", "block2", "block3", "head"}
+    assert out["best_val"] == max(v for d in out["val"].values() for v in d.values())
+    assert out["val"][out["best_block"]][out["best_lr"]] == out["best_val"]
+
+
+@pytest.mark.parametrize("tune, match", [(["block9"], "block 'block9' matches no parameter.*block1"),
+                                         ([], "empty block set")])
+def test_bad_block_choices_are_one_clear_error(tune, match):
+    with pytest.raises(ValueError, match=match):
+        adapt.select_blocks(resnet_small(), tune)
+
+
+def test_recalibrate_bn_sets_the_mean_of_the_data():
+    net = resnet_small()
+    x, _ = _data(40)
+    adapt.recalibrate_bn(net, x, batch=8)  # 5 equal chunks: the average of their means is the mean
+    with torch.no_grad():
+        h = net.stem[0](x)  # (40, 8, 32, 32): the first BN's input
+    bn = net.stem[1]
+    assert_close(bn.running_mean, h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)  # float32 sums over chunks
+    assert not net.training and bn.momentum == 0.1

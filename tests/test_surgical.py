@@ -1,0 +1,80 @@
+"""surgical-finetune: bad input is one line and exit 2 before a run folder exists; the CIFAR-10 / CIFAR-10-C code
+path runs end to end on a tiny fake folder; a run is reproducible."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from adaptlab.experiments import registry
+from adaptlab.experiments.surgical import parse_shift
+
+from helpers import cli
+
+
+@pytest.mark.parametrize("override, message", [
+    ("variants=block1,block9", "block 'block9' matches no parameter of CifarResNet; expected one of block1, block2"),
+    ("variants=", "variants=[] is invalid; expected a non-empty list of variants (empty block set)"),
+    ("shifts=fog:3", "shifts: 'fog' is unknown; expected 'labels', 'subpop' or CORRUPTION:SEVERITY"),
+    ("shifts=contrast:6", "shifts: 'contrast:6' has severity 6; expected contrast:S with S in 1..5"),
+    ("shifts=contrast", "has severity missing"),
+])
+def test_bad_input_is_one_line_and_exit_2(override, message, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = cli("run", "surgical-finetune", "--quick", "--set", override, "--out", str(out))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_a_data_root_without_cifar_files_is_one_line_and_exit_2(tmp_path):
+    code, _, err = cli("run", "surgical-finetune", "--quick", "--set", "data.source=cifar10", "--set",
+                       f"data.root={tmp_path}", "--out", str(tmp_path / "run"))
+    assert code == 2 and "holds no CIFAR-10 batches; expected data_batch_1" in err and len(err.splitlines()) == 1
+
+
+def test_parse_shift():
+    assert parse_shift("jpeg:2") == ("jpeg", 2) and parse_shift("subpop") == ("subpop", 0)
+
+
+def _fake_cifar(root, n=12):
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                "labels": [int(v) for v in rng.integers(0, 10, n)]}
+        (d / f).write_bytes(pickle.dumps(data, protocol=2))
+    c = root / "CIFAR-10-C"
+    c.mkdir()
+    np.save(c / "contrast.npy", rng.integers(0, 256, (5 * 40, 32, 32, 3), dtype=np.uint8))
+    np.save(c / "labels.npy", rng.integers(0, 10, 5 * 40))
+
+
+def test_cifar_code_path_runs_end_to_end_on_a_fake_folder(tmp_path):
+    _fake_cifar(tmp_path)
+    args = ["--set", "data.source=cifar10", "--set", f"data.root={tmp_path}", "--set", "shifts=contrast:3,labels",
+            "--set", "n_target=10", "--set", "curve_sizes=5", "--set", "n_test=20"]
+    code, _, err = cli("run", "surgical-finetune", "--quick", *args, "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["source"] == "cifar10" and set(res["shifts"]) == {"contrast:3", "labels"}
+    cells = res["shifts"]["contrast:3"]["n"]["10"]
+    assert res["shifts"]["contrast:3"]["n_pool"] == 20  # half of the 40 CIFAR-10-C images of severity 3
+    assert all(0.0 <= c["acc"] <= 1.0 for c in cells.values())
+    code, _, err = cli("run", "surgical-finetune", "--quick", *args[:4], "--set", "shifts=jpeg:3",
+                       "--out", str(tmp_path / "run2"))
+    assert code == 2 and "CIFAR-10-C has no jpeg_compression.npy" in err
+
+
+def test_quick_run_is_reproducible_byte_for_byte(tmp_path):
+    for name in ("a", "b"):
+        code, _, err = cli("run", "surgical-finetune", "--quick", "--set", "shifts=contrast:5", "--set",
+                           "variants=none,block1,auto-snr", "--set", "curve_variants=", "--out", str(tmp_path / name))
+        assert code == 0, err
+    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert set(res["blocks"]) == {"block1", "block2", "block3", "head"}
+    assert registry()["surgical-finetune"].config(quick=True).seeds == 2
