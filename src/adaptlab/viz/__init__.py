@@ -2,7 +2,8 @@
 
 One module per experiment family (:mod:`~adaptlab.viz.adapt`, :mod:`~adaptlab.viz.fourier`,
 :mod:`~adaptlab.viz.mtl`, :mod:`~adaptlab.viz.omniglot`, :mod:`~adaptlab.viz.vit`); every function takes the results
-(plus, by name, what the results do not hold) and returns a matplotlib Figure. matplotlib is imported only when a figure is drawn.
+(plus, by name, what the results do not hold) and returns a matplotlib Figure. matplotlib is imported only when a
+figure is drawn.
 """
 
 from adaptlab._lazy import attach
