@@ -46,7 +46,8 @@ def blocks(model: nn.Module) -> dict[str, list[str]]:
             parameter out / puts one in two blocks.
     """
     named = dict(model.named_parameters())
-    if callable(getattr(model, "blocks", None)):
+    own_blocks = getattr(model, "blocks", None)
+    if callable(own_blocks) and not isinstance(own_blocks, nn.Module):  # a method, not a ViT's ModuleList
         out = {name: list(select(named, pats)) for name, pats in model.blocks().items()}
     else:
         out, current = {}, None

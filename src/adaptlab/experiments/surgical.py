@@ -64,12 +64,28 @@ def parse_shift(text: str) -> tuple[str, int]:
 
 
 @dataclass
+class SourceTrain:
+    steps: int = 500  # Adam steps of batch batch_size on the source task (about 1.3 MNIST epochs)
+    batch_size: int = 128  # source training batch size
+    lr: float = 2e-3  # source training Adam learning rate
+
+
+@dataclass
+class Finetune:
+    steps: int = 60  # fine-tuning steps per variant, the same for every target size (CPU-sized)
+    batch_size: int = 32  # fine-tuning batch size
+    lrs: list[float] = field(default_factory=lambda: [3e-3, 1e-2])  # Adam learning-rate grid, chosen on n_val
+
+
+@dataclass
 class SurgicalConfig(BaseConfig):
+    # before the one vocabulary (docs/config.md): the source model trains under train.*, the variants under finetune.*
+    RENAMED = {"source_steps": "train.steps", "source_batch": "train.batch_size", "source_lr": "train.lr",
+               "steps": "finetune.steps", "batch": "finetune.batch_size", "lrs": "finetune.lrs"}
+
     data: SurgicalData = field(default_factory=SurgicalData)  # source task and (for CIFAR) where its files are
     model: str = "resnet-small"  # 'resnet-small' (ResNet-8, CPU default) or 'resnet26' (the paper's network)
-    source_steps: int = 500  # Adam steps of batch source_batch on the source task (about 1.3 MNIST epochs)
-    source_batch: int = 128  # source training batch size
-    source_lr: float = 2e-3  # source training Adam learning rate
+    train: SourceTrain = field(default_factory=SourceTrain)  # the source model, trained once (a cached stage)
     recalibrate: int = 10000  # source images that reset the BN running statistics after training (0: keep)
     shifts: list[str] = field(default_factory=lambda: list(SHIFTS))  # CORRUPTION:SEVERITY, 'labels' or 'subpop'
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))  # 'none', a block, 'all', 'auto-rgn/snr'
@@ -78,9 +94,7 @@ class SurgicalConfig(BaseConfig):
     curve_variants: list[str] = field(default_factory=lambda: ["block1", "head", "all"])  # rerun at curve_sizes
     n_val: int = 500  # held-out target images that choose the learning rate
     n_test: int = 2000  # target test images behind every reported accuracy
-    lrs: list[float] = field(default_factory=lambda: [3e-3, 1e-2])  # Adam learning-rate grid
-    steps: int = 60  # fine-tuning steps per variant, the same for every target size (CPU-sized)
-    batch: int = 32  # fine-tuning batch size
+    finetune: Finetune = field(default_factory=Finetune)  # every variant's fine-tuning
     seeds: int = 3  # target subsets and batch orders per variant (>= 2 for a confidence interval)
     snr_threshold: float = 0.5  # Auto-SNR: tensors whose normalised SNR is below this are frozen for a step
 
@@ -90,21 +104,26 @@ class SurgicalConfig(BaseConfig):
         check(len(self.shifts) > 0, "shifts", self.shifts, "a non-empty list, e.g. contrast:5,labels")
         for s in self.shifts:
             parse_shift(s)
+        check(len(self.variants) > 0, "variants", self.variants, "a non-empty list of variants (empty block set)")
         for key in ("variants", "curve_variants"):
             v = getattr(self, key)
-            check(key == "curve_variants" or len(v) > 0, key, v, "a non-empty list of variants (empty block set)")
             check(len(set(v)) == len(v), key, v, "distinct variants")
         check(set(self.curve_variants) <= set(self.variants), "curve_variants", self.curve_variants,
               "a subset of variants")
-        check(all(1 <= n <= 60000 for n in [self.n_target, *self.curve_sizes]), "curve_sizes",
-              self.curve_sizes, "target sizes in 1..60000 (n_target too)")
-        for key in ("source_steps", "steps"):
-            check(getattr(self, key) >= 0, key, getattr(self, key), "an integer >= 0")
-        for key in ("source_batch", "batch", "n_val", "n_test"):
-            check(getattr(self, key) >= 1, key, getattr(self, key), "a positive integer")
-        check(self.source_lr > 0, "source_lr", self.source_lr, "a positive number")
+        check(1 <= self.n_target <= 60000, "n_target", self.n_target, "an integer in 1..60000")
+        check(all(1 <= n <= 60000 for n in self.curve_sizes), "curve_sizes", self.curve_sizes,
+              "target sizes in 1..60000")
+        t, f = self.train, self.finetune
+        check(0 <= t.steps <= 10_000_000, "train.steps", t.steps, "an integer in 0..10000000")
+        check(0 <= f.steps <= 10_000_000, "finetune.steps", f.steps, "an integer in 0..10000000")
+        check(1 <= t.batch_size <= 65536, "train.batch_size", t.batch_size, "an integer in 1..65536")
+        check(1 <= f.batch_size <= 65536, "finetune.batch_size", f.batch_size, "an integer in 1..65536")
+        for key in ("n_val", "n_test"):
+            check(1 <= getattr(self, key) <= 60000, key, getattr(self, key), "an integer in 1..60000")
+        check(0 < t.lr <= 10, "train.lr", t.lr, "a positive number <= 10")
         check(self.recalibrate >= 0, "recalibrate", self.recalibrate, "an integer >= 0 (0: no recalibration)")
-        check(len(self.lrs) > 0 and all(lr > 0 for lr in self.lrs), "lrs", self.lrs, "positive learning rates")
+        check(len(f.lrs) > 0 and all(0 < lr <= 10 for lr in f.lrs), "finetune.lrs", f.lrs,
+              "a non-empty list of positive learning rates <= 10")
         check(2 <= self.seeds <= 100, "seeds", self.seeds, "an integer in 2..100 (a CI needs two)")
         check(0.0 <= self.snr_threshold <= 1.0, "snr_threshold", self.snr_threshold, "a number in [0, 1]")
 
@@ -189,7 +208,7 @@ def _target(cfg: SurgicalConfig, shift: str, index: int, clean) -> dict:
 
 
 def train_source(cfg: SurgicalConfig, train, checkpoint=None) -> dict:
-    """The source model: ``source_steps`` Adam steps on the source task (a cached run stage)."""
+    """The source model: ``train.steps`` Adam steps on the source task (a cached run stage)."""
     import torch.nn.functional as F
 
     torch.manual_seed(cfg.seed)
@@ -199,11 +218,11 @@ def train_source(cfg: SurgicalConfig, train, checkpoint=None) -> dict:
     net.train()
 
     def batch(step):
-        idx = torch.randint(x.shape[0], (cfg.source_batch,), generator=g)
+        idx = torch.randint(x.shape[0], (cfg.train.batch_size,), generator=g)
         return x[idx].to(cfg.device), y[idx].to(cfg.device)
 
-    hist = fit(lambda b: F.cross_entropy(net(b[0]), b[1]), batch, steps=cfg.source_steps,
-               optimizer=make_optimizer(net.parameters(), "adam", cfg.source_lr), generator=g,
+    hist = fit(lambda b: F.cross_entropy(net(b[0]), b[1]), batch, steps=cfg.train.steps,
+               optimizer=make_optimizer(net.parameters(), "adam", cfg.train.lr), generator=g,
                modules={"model": net}, checkpoint=checkpoint)
     if cfg.recalibrate:
         from adaptlab.adapt import recalibrate_bn
@@ -225,7 +244,7 @@ def _one(cfg, net, variant, data, n, seed_i, lr):
     idx = torch.randperm(px.shape[0], generator=g)[:n]
     auto = VARIANTS_AUTO.get(variant)
     tuned, hist = finetune(net, px[idx].to(dev), py[idx].to(dev), tune="all" if auto else [variant], auto=auto,
-                           steps=cfg.steps, lr=lr, batch_size=cfg.batch, generator=g,
+                           steps=cfg.finetune.steps, lr=lr, batch_size=cfg.finetune.batch_size, generator=g,
                            snr_threshold=cfg.snr_threshold)
     return accuracy(tuned, vx.to(dev), vy.to(dev)), accuracy(tuned, tx.to(dev), ty.to(dev)), hist
 
@@ -235,7 +254,7 @@ def run_shift(cfg: SurgicalConfig, net, data, chosen: dict | None, n: int, varia
     out, secs = {}, {}
     for v in variants:
         t0 = time.perf_counter()
-        lrs = [cfg.lrs[0]] if v == "none" else ([chosen[v]] if chosen else cfg.lrs)
+        lrs = [cfg.finetune.lrs[0]] if v == "none" else ([chosen[v]] if chosen else cfg.finetune.lrs)
         runs = {lr: _one(cfg, net, v, data, n, 0, lr) for lr in lrs}
         lr = max(lrs, key=lambda r: runs[r][0])  # first of the best on held-out accuracy
         tests = [runs[lr][1]] + [_one(cfg, net, v, data, n, s, lr)[1] for s in range(1, cfg.seeds)]
@@ -306,8 +325,9 @@ def summary(results: dict, cfg: SurgicalConfig) -> str:
     n = str(results["n_target"])
     variants = list(next(iter(results["shifts"].values()))["n"][n])
     lines = [f"Surgical fine-tuning of a {results['model']} trained on {results['source']} "
-             f"(clean test accuracy {results['source_clean_test_acc']:.3f}); {n} target images, {cfg.steps} Adam "
-             f"steps of {cfg.batch}, lr from {cfg.lrs} chosen on {cfg.n_val} held-out target images; test accuracy "
+             f"(clean test accuracy {results['source_clean_test_acc']:.3f}); {n} target images, "
+             f"{cfg.finetune.steps} Adam steps of {cfg.finetune.batch_size}, lr from {cfg.finetune.lrs} chosen on "
+             f"{cfg.n_val} held-out target images; test accuracy "
              f"on {cfg.n_test} target images, mean ± 95% CI over {cfg.seeds} seeds.", "",
              "| shift | " + " | ".join(variants) + " | best single block |",
              "|---|" + "---|" * (len(variants) + 1)]
@@ -365,9 +385,10 @@ def _answer(results: dict, n: str) -> str:
 EXPERIMENTS = [
     Experiment("surgical-finetune", "Surgical fine-tuning: which ResNet block to tune per distribution shift, "
                "Auto-RGN / Auto-SNR", SurgicalConfig, run, figures, summary, check=check_config,
-               quick={"source_steps": 30, "source_batch": 32, "recalibrate": 500,
+               quick={"train.steps": 30, "train.batch_size": 32, "recalibrate": 500,
                       "shifts": ["gaussian_noise:5", "labels"],
                       "variants": ["none", "block1", "head", "auto-rgn"], "curve_sizes": [30],
-                      "curve_variants": ["block1"], "n_target": 100, "n_val": 100, "n_test": 200, "lrs": [3e-3],
-                      "steps": 4, "batch": 16, "seeds": 2}),
+                      "curve_variants": ["block1"], "n_target": 100, "n_val": 100, "n_test": 200,
+                      "finetune.lrs": [3e-3],
+                      "finetune.steps": 4, "finetune.batch_size": 16, "seeds": 2}),
 ]
