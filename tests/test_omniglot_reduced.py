@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab.data.omniglot import load_characters
-from adaptlab.eval.oneshot20 import episode_accuracy
+from adaptlab.eval.metrics import episode_accuracy
 from adaptlab.experiments.omniglot import held_out
 from adaptlab.meta.baselines import embed_episodes, logistic_head_logits, nearest_neighbour_logits, pretrain_classifier
 from adaptlab.meta.maml import MAML

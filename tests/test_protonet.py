@@ -119,7 +119,7 @@ def test_baseline_heads():
 
 def test_reduced_protonet_beats_chance_on_unseen_alphabets():
     from adaptlab.data.omniglot import load_characters
-    from adaptlab.eval.oneshot20 import episode_accuracy
+    from adaptlab.eval.metrics import episode_accuracy
     from adaptlab.experiments.omniglot import held_out
     from adaptlab.tasks.episodes import EpisodeSampler
 

@@ -28,15 +28,12 @@ from typing import Any
 
 from adaptlab.config import BaseConfig, from_dict, save_json, to_dict
 from adaptlab.errors import ConfigError, DivergedError, RunDirError
-from adaptlab.io import (  # noqa: F401  (re-exported for experiments)
+from adaptlab.io import (
     Checkpoint,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     checkpoint_owner,
     first_non_finite,
-    progress,
-    save_figure,
     split_timings,
 )
 

@@ -22,5 +22,5 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "sensitivity": ["allocate_sparsity", "kept_fraction", "sensitivity_scan", "uniform_allocation"],
     "size": ["MIB", "dense_bits", "kmeans_bits", "latency", "mib", "sparse_bits"],
     "torch_ref": ["torch_int8", "torch_prune_masks"],
-    "train": ["cosine_lr", "train_steps"],
+    "train": ["train_steps"],
 })

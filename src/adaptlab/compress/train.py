@@ -19,11 +19,6 @@ from torch import nn
 from adaptlab.engine import constant, cosine, fit, make_optimizer
 
 
-def cosine_lr(lr: float, step: int, steps: int) -> float:
-    """lr * (1 + cos(pi step / steps)) / 2 (:func:`adaptlab.engine.cosine` at one step)."""
-    return cosine(lr, steps)(step)
-
-
 def train_steps(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
                 steps: int, batch_size: int, lr: float, generator: torch.Generator, optimizer: str = "adam",
                 schedule: str = "cosine", weight_decay: float = 0.0, loss_fn: Callable | None = None,

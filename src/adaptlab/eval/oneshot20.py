@@ -37,7 +37,6 @@ from collections.abc import Callable
 import torch
 
 from adaptlab.data.omniglot import NATIVE, load_runs, resize
-from adaptlab.eval.metrics import episode_accuracy  # noqa: F401  (its old home; it lives in eval/metrics.py)
 
 Cost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (train (20,S,S), test (20,S,S)) -> (20, 20)
 
