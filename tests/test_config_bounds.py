@@ -29,3 +29,16 @@ def test_ranges_are_checked_before_they_are_expanded(text):
 def test_in_range_values_still_parse():
     cfg = get("fourier-closed-form").config(["task.support=5..10", "train.lr=0.5"])
     assert list(cfg.task.support) == [5, 6, 7, 8, 9, 10] and cfg.train.lr == 0.5
+
+
+@pytest.mark.parametrize("name, override", [
+    ("fourier-closed-form", "train.tasks_per_step=20000"),
+    ("fourier-closed-form", "eval.max_factor=1000"),
+    ("mtl-multimnist", "train.lr=100"),
+    ("omniglot-protonet", "train.lr=100"),
+])
+def test_an_upper_bound_names_the_key_that_broke_it(name, override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        get(name).config([override])
+    assert str(e.value).startswith(f"{key}=")

@@ -83,12 +83,13 @@ class FourierConfig(BaseConfig):
         check(1 <= t.n_meta <= 100_000, "task.n_meta", t.n_meta, "an integer in 1..100000")
         check(0 <= t.noise <= 1000, "task.noise", t.noise, "a number in [0, 1000]")
         check(m.init != 0 and abs(m.init) <= 1000, "train.init", m.init, "a non-zero number in [-1000, 1000]")
-        check(m.steps <= 10_000_000 and m.tasks_per_step <= 10_000, "train.steps", m.steps,
-              "at most 10000000 steps of at most 10000 tasks")
+        check(m.steps <= 10_000_000, "train.steps", m.steps, "an integer in 0..10000000")
+        check(m.tasks_per_step <= 10_000, "train.tasks_per_step", m.tasks_per_step, "an integer in 1..10000")
         check(m.lr <= 1e3, "train.lr", m.lr, "a positive number <= 1000")
-        check(e.n_test <= 1_000_000 and e.num_tasks <= 10_000 and e.num_sizes <= 1000 and e.max_factor <= 100,
-              "eval", (e.n_test, e.num_tasks, e.num_sizes, e.max_factor),
-              "n_test <= 1000000, num_tasks <= 10000, num_sizes <= 1000, max_factor <= 100")
+        check(e.n_test <= 1_000_000, "eval.n_test", e.n_test, "an integer in 1..1000000")
+        check(e.num_tasks <= 10_000, "eval.num_tasks", e.num_tasks, "an integer in 1..10000")
+        check(e.num_sizes <= 1000, "eval.num_sizes", e.num_sizes, "an integer in 2..1000")
+        check(e.max_factor <= 100, "eval.max_factor", e.max_factor, "a positive number <= 100")
         validate_fourier(t.d, t.support, t.x, t.n_inner, t.n_meta, t.noise, prefix="task.",
                          names={"n_support": "n_inner", "n_query": "n_meta"})
         check(len(set(t.support)) == len(t.support), "task.support", t.support, "distinct feature indices")

@@ -79,8 +79,9 @@ class MultiMNISTConfig(BaseConfig):
         check(0 <= t.cagrad_c <= 100, "train.cagrad_c", t.cagrad_c, "a number in [0, 100]")
         check(0 <= t.gradnorm_alpha <= 100, "train.gradnorm_alpha", t.gradnorm_alpha, "a number in [0, 100]")
         check(d.seed >= 0, "data.seed", d.seed, "a non-negative integer")
-        check(t.epochs <= 10_000 and t.batch_size <= 60_000 and t.lr <= 10, "train", (t.epochs, t.batch_size, t.lr),
-              "epochs <= 10000, batch_size <= 60000, lr <= 10")
+        check(t.epochs <= 10_000, "train.epochs", t.epochs, "an integer in 1..10000")
+        check(t.batch_size <= 60_000, "train.batch_size", t.batch_size, "an integer in 1..60000")
+        check(t.lr <= 10, "train.lr", t.lr, "a positive number <= 10")
         check(t.diag_every >= 1, "train.diag_every", t.diag_every, "a positive integer")
         bad = [m for m in self.methods if m not in ALL_METHODS]
         check(not bad and len(self.methods) > 0, "methods", self.methods,

@@ -78,8 +78,8 @@ class TrainConfig:
               "an integer in 1..100")
         check(0 < self.inner_lr <= 100, "train.inner_lr", self.inner_lr, "a positive number <= 100")
         check(self.lr_halve_every >= 0, "train.lr_halve_every", self.lr_halve_every, "an integer >= 0 (0: never)")
-        check(self.steps <= 10_000_000 and self.lr <= 10, "train.steps", self.steps, "at most 10000000 steps "
-              "(and train.lr <= 10)")
+        check(self.steps <= 10_000_000, "train.steps", self.steps, "an integer in 1..10000000")
+        check(self.lr <= 10, "train.lr", self.lr, "a positive number <= 10")
 
 
 @dataclass
