@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", help="experiment name (see 'adaptlab list')")
     s = sub.add_parser("show", help="summarise a finished run folder, or list the runs in a folder of runs")
     s.add_argument("dir", type=Path)
+    rd = sub.add_parser("redraw", help="draw the figures, summary and report of finished run folders again "
+                                       "with this version (the numbers are kept as they are)")
+    rd.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="finished run folders")
+    rd.add_argument("--name", default=None, help="the experiment, when summary.md does not name it")
     rep = sub.add_parser("report", help="write one self-contained HTML page for one or more run folders")
     rep.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="finished run folders")
     rep.add_argument("--out", type=Path, default=None,
@@ -229,6 +233,25 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_redraw(args) -> int:
+    from adaptlab.experiments import get
+    from adaptlab.runner import redraw_experiment
+
+    for d in args.dirs:  # check every folder before redrawing any
+        if not (d / "results.json").is_file():
+            raise _UsageError(f"redraw: {d} holds no finished run (results.json is missing)")
+    for d in args.dirs:
+        name = args.name
+        if name is None:
+            first = _read(d / "summary.md").partition("\n")[0] if (d / "summary.md").is_file() else ""
+            if not first.startswith("# "):
+                raise _UsageError(f"redraw: {d}/summary.md does not name the experiment; pass --name NAME")
+            name = first[2:].strip()
+        res = redraw_experiment(get(name), d)
+        print(f"{name}: redrew {d} ({len(res.figures)} figures, summary.md, report.html)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
@@ -244,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_describe(args.name)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "redraw":
+            return _cmd_redraw(args)
         return _cmd_show(args)
     except (_UsageError, AdaptlabError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -58,9 +58,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Strict JSON (``allow_nan=False``): a NaN or infinity is an error, never written."""
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True) -> None:
+    """Strict JSON (``allow_nan=False``): a NaN or infinity is an error, never written.
+
+    ``sort_keys=False`` keeps the order in which the keys were made (results.json does, so that figures and
+    summaries drawn again from it list methods and settings in the order the experiment ran them)."""
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=sort_keys, allow_nan=False) + "\n")
 
 
 #: Result keys that hold wall-clock measurements (``train_seconds``, ``latency``, ``p90_ms``, ...).

@@ -252,7 +252,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _load_saved_config(exp: Experiment, out: Path) -> BaseConfig:
+def _load_saved_config(exp: Experiment, out: Path, what: str = "--resume") -> BaseConfig:
     path = out / "config.json"
     try:
         data = json.loads(path.read_text())
@@ -260,7 +260,7 @@ def _load_saved_config(exp: Experiment, out: Path) -> BaseConfig:
             raise ConfigError(f"it holds a JSON {type(data).__name__}, not an object")
         return from_dict(exp.config_cls, data)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError, TypeError) as e:
-        raise RunDirError(f"--resume: {path} is not a valid {exp.name} config ({e})") from None
+        raise RunDirError(f"{what}: {path} is not a valid {exp.name} config ({e})") from None
 
 
 def _has_checkpoint(out: Path) -> bool:
@@ -326,16 +326,57 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
             atomic_write_text(out / "summary.md", summary_md)
             _write_report(out, exp.name, cfg, results, summary_md)
             reproducible, timings = split_timings(results)
-            atomic_write_json(out / "timings.json", {"wall_seconds": round(seconds, 3), **timings})
+            atomic_write_json(out / "timings.json", {"wall_seconds": round(seconds, 3), **timings}, sort_keys=False)
             # last: its presence marks a finished run; wall-clock measurements live in timings.json, so the same
             # seed gives a byte-identical results.json
-            atomic_write_json(out / "results.json", reproducible)
+            atomic_write_json(out / "results.json", reproducible, sort_keys=False)
             Checkpoint(out).clear()
         except BaseException:
             if not resume and not _has_checkpoint(out):  # nothing worth resuming: leave nothing behind
                 _remove_partial(out, top, wrote_config)
             raise
     return RunResult(out, results, figs, seconds)
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def redraw_experiment(exp: Experiment, out_dir: str | os.PathLike) -> RunResult:
+    """Draw the figures, summary.md and report.html of a finished run folder again, with this version's code.
+
+    The numbers are not recomputed: results.json and timings.json are read and left byte for byte as they
+    are (the wall-clock entries go back where :func:`adaptlab.io.split_timings` took them from, and under
+    ``results["timings"]``). Figures the experiment no longer draws are removed.
+    """
+    out = Path(out_dir)
+    if not (out / "results.json").is_file():
+        raise RunDirError(f"redraw: {out} holds no finished run (results.json is missing)")
+    cfg = _load_saved_config(exp, out, "redraw")
+    try:
+        kept = json.loads((out / "results.json").read_text())
+        timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"redraw: {out} has a corrupt results.json or timings.json ({e})") from None
+    if not isinstance(kept, dict) or not isinstance(timings, dict):
+        raise RunDirError(f"redraw: {out}/results.json and timings.json must each hold a JSON object")
+    seconds = float(timings.pop("wall_seconds", 0.0))
+    results = _merge(kept, timings)
+    results["timings"] = timings
+    with RunLock(out):
+        before = {p.name for p in out.glob("*.png")}
+        figs = exp.figures(results, cfg, out) if exp.figures else []
+        for stale in before - set(figs):
+            (out / stale).unlink(missing_ok=True)
+        summary = exp.summary(results, cfg) if exp.summary else ""
+        banner = QUICK_BANNER if _is_quick(exp, cfg) else ""
+        summary_md = f"# {exp.name}\n\n{banner}{summary}\n\nWall time: {seconds:.2f} s\n"
+        atomic_write_text(out / "summary.md", summary_md)
+        _write_report(out, exp.name, cfg, results, summary_md)
+    return RunResult(out, kept, figs, seconds)
 
 
 QUICK_BANNER = ("> **Quick form** (`--quick`): a smoke test of the pipeline at reduced size, finished in seconds. "

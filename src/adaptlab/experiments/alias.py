@@ -128,6 +128,7 @@ def figures(results: dict, cfg: AliasConfig, out_dir: Path) -> list[str]:
     E = alias_error(torch.tensor(np.stack([g0, g1], -1)), results["v"]).numpy()
     cs = a1.contour(g0, g1, E, levels=12, cmap="Greys", linewidths=0.6)
     a1.clabel(cs, fontsize=6)
+    a1.plot([], [], color="0.45", lw=0.6, label="contours: expected test error E(c)")
     th = np.linspace(-np.pi / 2, np.pi / 2, 200)
     a1.plot(r * np.cos(th), r * np.sin(th), "--", color="tab:gray", lw=1, label=f"‖c(0)‖ = {r:.3g}")
     a1.plot(C[:, 0], C[:, 1], "-", color="tab:blue", lw=2, label="gradient descent")

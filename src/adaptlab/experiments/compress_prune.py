@@ -230,8 +230,9 @@ def figures(res: dict, cfg: PruneMnistConfig, out_dir: Path) -> list[str]:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     labels = ["L2 ranking", "keep first"]
     for i, stage in enumerate(("test_acc_before_finetune", "test_acc_after_finetune")):
-        axes[0].bar([j + 0.4 * i for j in range(2)], [100 * c[k][stage] for k in ("l2", "first")], 0.4,
-                    label=stage.replace("test_acc_", "").replace("_", " "))
+        bars = axes[0].bar([j + 0.4 * i for j in range(2)], [100 * c[k][stage] for k in ("l2", "first")], 0.4,
+                           label=stage.replace("test_acc_", "").replace("_", " "))
+        axes[0].bar_label(bars, fmt="%.1f", fontsize=7)
     axes[0].set_xticks([0.2, 1.2], labels)
     axes[0].set(ylabel="test accuracy (%)", ylim=(0, 118),
                 title=f"Channel pruning, {c['ratio']:.0%} of channels removed")
@@ -241,7 +242,7 @@ def figures(res: dict, cfg: PruneMnistConfig, out_dir: Path) -> list[str]:
     vals = [(c["l2"]["macs"] / d["macs"], "MACs"), (c["l2"]["params"] / d["params"], "params"),
             (c["latency"]["batch64"]["median_ms"] / dense_lat["batch64"]["median_ms"], "time b64"),
             (c["latency"]["batch1"]["median_ms"] / dense_lat["batch1"]["median_ms"], "time b1")]
-    axes[1].bar([v[1] for v in vals], [v[0] for v in vals], color="C2")
+    axes[1].bar_label(axes[1].bar([v[1] for v in vals], [v[0] for v in vals], color="C2"), fmt="%.2f", fontsize=7)
     axes[1].axhline(1.0, color="k", lw=1, ls=":")
     axes[1].set(ylabel="pruned / dense", title="Cost after channel pruning (CPU, 1 thread)")
     save_figure(fig, out_dir / "channel_pruning.png")
@@ -269,8 +270,8 @@ def summary(res: dict, cfg: PruneMnistConfig) -> str:
                     f"{100 * m['test_acc_after_finetune']:.2f}% | {m['size_mib']:.3f} | {m['macs']:,} | "
                     f"{latency} |")
     mism = sum(res["torch_prune"]["mismatched_elements"].values())
-    alloc = ", ".join(f"{n.replace('.weight', '')}={s:.2f}"
-                      for n, s in fg["sensitivity"]["sparsities"].items())
+    sp = fg["sensitivity"]["sparsities"]
+    alloc = ", ".join(f"{n.replace('.weight', '')}={sp[n]:.2f}" for n in res["layers"] if n in sp)  # network order
     return "\n".join(rows + [
         "",
         f"Sensitivity scan: {len(res['layers'])} layers x {len(res['scan']['grid'])} sparsities in "

@@ -113,7 +113,7 @@ def figures(results: dict, cfg: ToyConfig, out_dir: Path) -> list[str]:
         grid = {"x": X.tolist(), "y": Y.tolist(), "loss": loss.tolist(), "pareto": Z.tolist()}
         pts = pcgrad_toy_pareto_set(box[3]).tolist() if p == "pcgrad" else None  # analytic: see its docstring
         fig = toy_figure({"methods": results["methods"], "paths": r["paths"], "grid": grid, "pareto_points": pts},
-                         CAPTIONS[p])
+                         CAPTIONS[p], schedule=f"Adam (lr {cfg.train.lr:g}, {cfg.train.steps} steps)")
         save_figure(fig, out_dir / f"toy_{p}.png")
         names.append(f"toy_{p}.png")
     return names

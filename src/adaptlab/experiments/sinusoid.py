@@ -169,7 +169,7 @@ def figures(results: dict, cfg: SinusoidConfig, out_dir: Path) -> list[str]:
                     if m == "maml":
                         ax.plot(r["grid"], r["fits"][t][0], ":", color=COLORS[m], label="MAML, before adapting")
                 ax.plot(*[v[t] for v in any_r["support"]], "^", color="tab:red", ms=7, label=f"{k} support points")
-                ax.set_title(f"K = {k}, held-out task {t}")
+                ax.set(title=f"K = {k}, held-out task {t}", xlabel="x", ylabel="y = A sin(x − φ)")
                 ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         save_figure(fig, out_dir / "adapted_functions.png")

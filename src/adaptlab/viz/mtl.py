@@ -27,15 +27,19 @@ def pareto_figure(results: dict) -> Figure:
         for p in pts:
             ax.annotate(f"w={p['w_left']:g}", (p["left"], p["right"]), fontsize=7, color="0.4",
                         xytext=(3, -9), textcoords="offset points")
-    for m, e in results["methods"].items():
-        ax.errorbar(e["left"], e["right"], xerr=e["left_std"], yerr=e["right_std"], fmt="*" if m == "single" else "s",
-                    ms=11 if m == "single" else 7, color=_COLORS.get(m, None), capsize=2,
-                    label=f"{m} (mean ± std over seeds)" if m == "single" else m)
+    markers = "sDv^PXhp<>"
+    for i, (m, e) in enumerate(results["methods"].items()):
+        # hollow markers of different shapes and sizes: methods that land on the same point stay visible
+        single = m == "single"
+        ax.errorbar(e["left"], e["right"], xerr=e["left_std"], yerr=e["right_std"],
+                    fmt="*" if single else markers[i % len(markers)], ms=13 if single else 11 - (i % 4),
+                    mfc="none" if not single else _COLORS.get(m), mew=1.6, color=_COLORS.get(m, None), capsize=2,
+                    label=f"{m} (mean ± std over seeds)" if single else m, zorder=3)
     ax.set_xlabel("top-left digit accuracy (%)")
     ax.set_ylabel("bottom-right digit accuracy (%)")
     ax.set_title("MultiMNIST: accuracy trade-off")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
     return fig
 
 
@@ -81,8 +85,10 @@ def cka_figure(results: dict) -> Figure:
     return fig
 
 
-def toy_figure(result: dict, caption: str) -> Figure:
-    """Loss contours of (L1 + L2)/2 with the Pareto set and each method's trajectories from each start."""
+def toy_figure(result: dict, caption: str, schedule: str = "") -> Figure:
+    """Loss contours of (L1 + L2)/2 with the Pareto set and each method's trajectories from each start.
+
+    ``schedule`` (e.g. "Adam, lr 0.005, 20000 steps") is printed in the figure title."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -105,6 +111,10 @@ def toy_figure(result: dict, caption: str) -> Figure:
         ax.set_title({"mean": "Adam on mean loss", "mgda": "MGDA", "pcgrad": "PCGrad", "cagrad": "CAGrad"}.get(m, m))
         ax.set_xlabel("θ₁")
     np.atleast_1d(axes)[0].set_ylabel("θ₂")
+    if schedule:
+        fig.text(0.5, 0.995, f"Each method's direction followed by {schedule}; contours: (L₁ + L₂)/2; gold: Pareto "
+                 "set; white: paths from each start (o) to the end point (red star)", ha="center", va="top",
+                 fontsize=9)
     fig.suptitle(caption, fontsize=9, y=0.02, va="top")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95) if schedule else (0, 0, 1, 1))
     return fig

@@ -5,6 +5,7 @@ Each function returns a matplotlib Figure; save it with :func:`adaptlab.io.save_
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,8 +51,12 @@ def oneshot20_figure(results: dict) -> Figure:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(vals) + 2), 4.2))
     bars = ax.bar(range(len(vals)), vals, color="tab:blue")
     ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.axhline(pub["deep convnet (minimal 1)"], color="gray", ls=":", lw=1, label="deep convnet, minimal 1 (24.0)")
-    ax.axhline(pub["modified Hausdorff distance"], color="gray", ls="--", lw=1, label="published MHD (38.8)")
+    used = {bg for bg, _, _ in trained}
+    refs = [("deep convnet (minimal 1)", ":", "small1"), ("deep convnet (minimal 2)", "-.", "small2"),
+            ("modified Hausdorff distance", "--", None)]
+    for key, style, bg in refs:  # each minimal set's published convnet, the line its own bars compare with
+        if bg is None or bg in used or not used & {"small1", "small2"}:
+            ax.axhline(pub[key], color="gray", ls=style, lw=1, label=f"{key}, published: {pub[key]}%")
     ax.axhline(20, color="red", lw=0.8, label="target 20%")
     ax.set_xticks(range(len(vals)), labels, fontsize=7)
     ax.set(ylabel="20-run error (%)", ylim=(0, 100), title="Omniglot one-shot benchmark (lower is better)")
@@ -67,10 +72,21 @@ def episodic_figure(results: dict) -> Figure | None:
           for n, rows_ in res["episodic"].items() for setting, v in rows_.items()]
     if not ep:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(ep) + 2), 4.2))
-    ax.bar(range(len(ep)), [100 * v["accuracy"] for *_, v in ep],
-           yerr=[100 * v["ci95"] for *_, v in ep], capsize=2, color="tab:green")
-    ax.set_xticks(range(len(ep)), [f"{n} {bg}\n{s}" for bg, n, s, _ in ep], fontsize=6, rotation=90)
-    ax.set(ylabel="accuracy (%) with 95% CI", ylim=(0, 100),
+    settings = sorted(dict.fromkeys(setting for *_, setting, _ in ep),
+                      key=lambda st: [int(t) for t in re.findall(r"\d+", st)])  # 5-way before 20-way
+    series = list(dict.fromkeys((bg, n) for bg, n, *_ in ep))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(settings) * max(1, len(series)) ** 0.5 + 3), 4.4))
+    cmap = plt.get_cmap("tab10")
+    for j, (bg, n) in enumerate(series):  # one colour per trained row, grouped by N-way K-shot setting
+        vals = {setting: v for b, m, setting, v in ep if (b, m) == (bg, n)}
+        xs = [i + (j - (len(series) - 1) / 2) * width for i, st in enumerate(settings) if st in vals]
+        ax.bar(xs, [100 * vals[st]["accuracy"] for st in settings if st in vals], width,
+               yerr=[100 * vals[st]["ci95"] for st in settings if st in vals], capsize=2, color=cmap(j % 10),
+               label=f"{n}, {LABELS.get(bg, bg)}")
+    ax.set_xticks(range(len(settings)), settings)
+    ax.set(xlabel="episode setting (N-way K-shot)", ylabel="accuracy (%) with 95% CI", ylim=(0, 100),
            title="N-way K-shot on alphabets unseen in training")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
     return fig
