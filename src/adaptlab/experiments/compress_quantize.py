@@ -241,7 +241,23 @@ def summary(res: dict, cfg: QuantizeMnistConfig) -> str:
         for b, k in sorted(r["kmeans"].items(), key=lambda kv: -int(kv[0])):
             lines.append(f"| {LABELS[n]} | {b} | {k['size_mib']:.3f} | {100 * k['test_acc_before_qat']:.2f}% | "
                          f"{100 * k['test_acc_after_qat']:.2f}% |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", *_answers(res)])
+
+
+def _answers(res: dict) -> list[str]:
+    """The lab's questions, answered from this run's numbers."""
+    lines = ["## Answers", ""]
+    for n, r in res["models"].items():
+        km = sorted(r["kmeans"].items(), key=lambda kv: int(kv[0]))
+        distinct = ", ".join(f"{b} bits: {k['distinct_values_max']} (at most 2^{b} = {2 ** int(b)})" for b, k in km)
+        lines.append(f"- {LABELS[n]}, distinct weight values (the most in any layer): {distinct}.")
+        if "8" in r["kmeans"]:  # equal bits: 8-bit k-means codebook vs 8-bit linear (affine) int8
+            k8 = r["kmeans"]["8"]
+            lines.append(f"  At 8 bits, k-means {100 * k8['test_acc_before_qat']:.2f}% ({k8['size_mib']:.3f} MiB with "
+                         f"its float codebook) vs linear int8 {100 * r['test_acc_int8_ours']:.2f}% "
+                         f"({r['size_mib_int8_ours']:.3f} MiB): k-means places its levels where the weights are, "
+                         "linear spreads 256 even steps over the range; linear also runs on integer kernels.")
+    return lines
 
 
 EXPERIMENTS = [Experiment(
