@@ -118,3 +118,30 @@ def test_report_renders_in_a_headless_browser(runs):
     assert int(page.body["data-figures"]) == len(page.images) > 0
     assert page.body["data-figures-loaded"] == page.body["data-figures"], "a figure did not decode"
     _check_numbers(page, json.loads((runs / "fourier-gd" / "results.json").read_text()))
+
+
+def test_few_shot_runs_share_one_table_of_every_method(tmp_path):
+    runs = []
+    for name in ("omniglot-protonet", "omniglot-baselines"):
+        code, _, err = cli("run", name, "--quick", "--out", str(tmp_path / name))
+        assert code == 0, err
+        runs.append(json.loads((tmp_path / name / "results.json").read_text()))
+    out = tmp_path / "all.html"
+    code, _, err = cli("report", str(tmp_path / "omniglot-protonet"), str(tmp_path / "omniglot-baselines"),
+                       "--out", str(out))
+    assert code == 0, err
+    text = out.read_text()
+    assert "every method on the same 20 runs" in text
+    page = _parse(text[text.index("every method on the same 20 runs"):text.index("</table>", text.index(
+        "every method on the same 20 runs"))])
+    expected = {}
+    for r in runs:
+        for bg, res in r["backgrounds"].items():
+            for name, row in res["oneshot20"].items():
+                expected[f"backgrounds.{bg}.oneshot20.{name}.error"] = row["error"]
+            for name, eps in res["episodic"].items():
+                for st, v in eps.items():
+                    expected[f"backgrounds.{bg}.episodic.{name}.{st}.accuracy"] = v["accuracy"]
+    assert set(page.cells) >= set(expected) and len(expected) >= 4
+    for key, v in expected.items():
+        assert page.cells[key] == [_fmt(v)], key

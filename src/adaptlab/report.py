@@ -17,6 +17,7 @@ import base64
 import html
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,53 @@ def _comparison(runs: list[Run]) -> str:
                    + "".join(_cell(k, f[k]) if k in f else "<td></td>" for f in flat) + "</tr>"
                    for k in shared[:MAX_ROWS])
     table = f"<table class=grid><tr><th></th>{head}</tr>{rows}</table>" if shared else ""
-    return f"<section id=compare><h2>Side by side</h2>{_curve_table(runs)}{table}{_overlay(runs)}</section>"
+    return (f"<section id=compare><h2>Side by side</h2>{_fewshot_table(runs)}{_curve_table(runs)}{table}"
+            f"{_overlay(runs)}</section>")
+
+
+def _fewshot_table(runs: list[Run]) -> str:
+    """Every method of every few-shot run (``backgrounds.BG.oneshot20`` / ``.episodic``) in one table: the 20-run
+    error and each N-way K-shot accuracy. The Omniglot experiments evaluate on the same 20 runs and draw the
+    same episodes for every method (the episode seeds depend on the seed and the setting only)."""
+    rows, settings = [], {}
+    for r in runs:
+        bgs = r.results.get("backgrounds")
+        if not isinstance(bgs, dict):
+            continue
+        for bg, res in bgs.items():
+            if not isinstance(res, dict):
+                continue
+            names = list(dict.fromkeys([*res.get("oneshot20", {}), *res.get("episodic", {})]))
+            for name in names:
+                rows.append((r, bg, name))
+                settings.update(dict.fromkeys(res.get("episodic", {}).get(name, {})))
+        if isinstance(r.results.get("mhd"), dict):
+            rows.append((r, None, "mhd"))
+    if len(rows) < 2:
+        return ""
+    cols = sorted(settings, key=lambda st: [int(t) for t in re.findall(r"\d+", st)])
+
+    def cell(key: str, v: Any) -> str:
+        return _cell(key, v) if isinstance(v, (int, float)) else "<td></td>"
+
+    body = []
+    for r, bg, name in rows:
+        if bg is None:
+            err = ("mhd.error", r.results["mhd"].get("error"))
+            ep = {}
+        else:
+            res = r.results["backgrounds"][bg]
+            err = (f"backgrounds.{bg}.oneshot20.{name}.error", res.get("oneshot20", {}).get(name, {}).get("error"))
+            ep = res.get("episodic", {}).get(name, {})
+        cells = cell(*err) + "".join(
+            cell(f"backgrounds.{bg}.episodic.{name}.{st}.accuracy", ep[st].get("accuracy")) if st in ep else "<td></td>"
+            for st in cols)
+        body.append(f"<tr><th>{html.escape(name)}</th><td>{html.escape(bg or '-')}</td>"
+                    f"<td>{html.escape(r.label)}</td>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(st)} accuracy</th>" for st in cols)
+    return ("<table class=grid><caption>every method on the same 20 runs (error %, lower is better) and the same "
+            "episodes (accuracy, 0-1)</caption><tr><th>method</th><th>background</th><th>run</th>"
+            f"<th>20-run error (%)</th>{head}</tr>{''.join(body)}</table>")
 
 
 def _curve_table(runs: list[Run]) -> str:
