@@ -106,3 +106,17 @@ def test_select_by_cka_picks_related_features():
     cands = {"unrelated": torch.randn(300, 6, generator=g, dtype=torch.float64), "related": base * 2}
     best, scores = select_by_cka(probe, cands)
     assert best == "related" and scores["related"] > scores["unrelated"]
+
+
+def test_cross_stitch_splits_its_parameters_into_shared_and_heads():
+    torch.manual_seed(0)
+    net = CrossStitch(_blocks(), {"a": nn.Linear(5, 2), "b": nn.Linear(5, 1)}, stitch_after=[0, 1], self_weight=0.8)
+    shared, heads = net.shared_parameters(), net.task_parameters()
+    ids = [id(p) for p in shared] + [id(p) for p in heads]
+    assert sorted(ids) == sorted(id(p) for p in net.parameters()) and len(set(ids)) == len(ids)
+    out, _ = net(torch.randn(4, 4))
+    ga = torch.autograd.grad(out["a"].sum(), net.task_parameters("b") + shared, allow_unused=True)
+    assert all(g is None for g in ga[:len(net.task_parameters("b"))])  # task a never reaches b's head
+    # through the stitch units task a's loss reaches task b's encoder too (soft sharing)
+    names = [n for n, _ in net.named_parameters() if not n.startswith("heads.")]
+    assert any(n.startswith("nets.1.") and g is not None and g.abs().sum() > 0 for n, g in zip(names, ga[2:]))

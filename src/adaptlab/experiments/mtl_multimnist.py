@@ -23,7 +23,10 @@ from adaptlab.io import progress
 from adaptlab.runner import Experiment, Stages
 
 TASKS = ("left", "right")
-ALL_METHODS = ("single", "equal", "uncertainty", "gradnorm", "dwa", "mgda-ub", "mgda", "pcgrad", "cagrad")
+ALL_METHODS = ("single", "equal", "cross-stitch", "uncertainty", "gradnorm", "dwa", "mgda-ub", "mgda", "pcgrad",
+               "cagrad")
+#: soft sharing: one LeNet per task, mixed by cross-stitch units after each block, trained on the equal sum
+SOFT = {"cross-stitch": "equal"}
 #: Sener & Koltun 2018, Table 3 (left/right accuracy %); PCGrad (Yu et al. 2020) re-ran MGDA-UB and PCGrad.
 PUBLISHED = {
     "single": (97.23, 95.90), "equal": (96.46, 94.99), "uncertainty": (96.47, 95.29),
@@ -56,8 +59,8 @@ class TrainConfig:
 class MultiMNISTConfig(BaseConfig):
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    methods: list[str] = field(default_factory=lambda: ["single", "equal", "uncertainty", "gradnorm", "mgda-ub",
-                                                        "pcgrad", "cagrad"])
+    methods: list[str] = field(default_factory=lambda: ["single", "equal", "cross-stitch", "uncertainty", "gradnorm",
+                                                        "dwa", "mgda-ub", "mgda", "pcgrad", "cagrad"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     pareto_weights: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95])
     cka_examples: int = 2000
@@ -120,10 +123,12 @@ def build_data(cfg: MultiMNISTConfig) -> dict[str, torch.Tensor]:
             "tx": normalize(te.images).to(dev), "tleft": te.left.to(dev), "tright": te.right.to(dev)}
 
 
-def _net(tasks, cfg: MultiMNISTConfig):
-    from adaptlab.models.mtl_lenet import lenet_blocks, lenet_head
+def _net(tasks, cfg: MultiMNISTConfig, arch: str = "hard"):
+    from adaptlab.models.mtl_lenet import lenet_blocks, lenet_head, multimnist_cross_stitch
     from adaptlab.mtl.architectures import HardSharing
 
+    if arch == "cross-stitch":
+        return multimnist_cross_stitch(tasks, cfg.train.dropout, 10)
     return HardSharing(lenet_blocks(cfg.train.dropout), {t: lenet_head(10, cfg.train.dropout) for t in tasks})
 
 
@@ -140,7 +145,7 @@ def train_job(job: dict, cfg: MultiMNISTConfig, data: dict, checkpoint=None):
 
     tc, tasks = cfg.train, job["tasks"]
     torch.manual_seed(job["seed"])  # model init (and dropout) draw from the global RNG
-    net = _net(tasks, cfg).to(cfg.device)
+    net = _net(tasks, cfg, job.get("arch", "hard")).to(cfg.device)
     gen = torch.Generator().manual_seed(1000 + job["seed"])  # batch order and PCGrad's task order
     step = MethodStep.from_name(job["method"], net, tasks, F.cross_entropy,
                                 lambda ps: make_optimizer(ps, tc.optimizer, tc.lr),
@@ -198,6 +203,9 @@ def jobs(cfg: MultiMNISTConfig) -> list[dict]:
             if m == "single":
                 out += [{"name": f"single-{t}/s{seed}", "method": "equal", "tasks": (t,), "seed": seed,
                          "group": "single"} for t in TASKS]
+            elif m in SOFT:
+                out.append({"name": f"{m}/s{seed}", "method": SOFT[m], "arch": m, "tasks": TASKS, "seed": seed,
+                            "group": m})
             else:
                 out.append({"name": f"{m}/s{seed}", "method": m, "tasks": TASKS, "seed": seed, "group": m})
     for w in cfg.pareto_weights:
@@ -211,6 +219,8 @@ def encoder_features(net, x: torch.Tensor) -> torch.Tensor:
     net.eval()
     _, z = net(x)
     net.train()
+    if z.dim() == 3:  # cross-stitch: one feature vector per task stream, (T, B, D) -> (B, T * D)
+        z = z.permute(1, 0, 2).flatten(1)
     return z.detach().cpu().double()
 
 
@@ -301,7 +311,7 @@ def run(cfg: MultiMNISTConfig, out_dir: Path, resume: bool) -> dict:
     encoders = {}
     for name in names:
         tasks = (name.split("/")[0].split("-", 1)[1],) if name.startswith("single-") else TASKS
-        net = _net(tasks, cfg).to(cfg.device)
+        net = _net(tasks, cfg, "cross-stitch" if name.split("/")[0] in SOFT else "hard").to(cfg.device)
         net.load_state_dict(done[name]["model"])
         encoders[name.split("/")[0]] = (lambda n_: lambda x: encoder_features(n_, x))(net)
     xc = data["tx"][:cfg.cka_examples]
@@ -329,6 +339,15 @@ def figures(results: dict, cfg: MultiMNISTConfig, out_dir: Path) -> list[str]:
     return names
 
 
+def conflict_share(cosines: list[float]) -> float:
+    """The share of measurements with a negative cosine (conflicting task gradients).
+
+    >>> conflict_share([0.3, -0.1, 0.0, -0.5])
+    0.5
+    """
+    return sum(c < 0 for c in cosines) / len(cosines) if cosines else 0.0
+
+
 def summary(results: dict, cfg: MultiMNISTConfig) -> str:
     lines = [f"MultiMNIST ({results['n_train']} train / {results['n_test']} test images), {cfg.train.epochs} "
              f"epochs, {len(cfg.seeds)} seeds (mean ± std). Published: Sener & Koltun 2018 Table 3 "
@@ -343,6 +362,14 @@ def summary(results: dict, cfg: MultiMNISTConfig) -> str:
     if "mgda-ub" in results["methods"]:
         lines.append("| mgda-ub (Yu et al. re-run) | | | | {:.2f} / {:.2f} | |".format(
             *PUBLISHED["mgda-ub (Yu et al.)"]))
+    ms = results["methods"]
+    if "cross-stitch" in ms and "equal" in ms and "delta_m" in ms["equal"]:
+        cs, eq = ms["cross-stitch"], ms["equal"]
+        lines += ["", f"Hard vs soft sharing (both on the equal sum of the losses): hard-shared encoder Δm "
+                  f"{eq['delta_m']:+.2f} ± {eq['delta_m_std']:.2f}, cross-stitch (one LeNet per task, mixed after each "
+                  f"block) Δm {cs['delta_m']:+.2f} ± {cs['delta_m_std']:.2f}, at "
+                  f"{cs['train_seconds_per_epoch'] / max(eq['train_seconds_per_epoch'], 1e-9):.1f}x the training time "
+                  "per epoch."]
     lines += ["", f"Pareto sweep (seed {cfg.seeds[0]}; fixed weights w·L_left + (1-w)·L_right):", "",
               "| w_left | left % | right % |", "|---|---|---|"]
     lines += [f"| {p['w_left']:g} | {p['left']:.2f} | {p['right']:.2f} |" for p in results["pareto"]]
@@ -350,6 +377,15 @@ def summary(results: dict, cfg: MultiMNISTConfig) -> str:
     if conf:
         lines += ["", "Mean cosine between the two tasks' shared-parameter gradients during training (seed 0): "
                   + ", ".join(f"{m} {statistics.fmean(c['cosine']):+.3f}" for m, c in conf.items() if c["cosine"])]
+        lines += ["", f"Conflict frequency (share of the measured steps, every {cfg.train.diag_every}th batch of seed "
+                  f"{cfg.seeds[0]}, where the two task gradients have a negative cosine): "
+                  + ", ".join(f"{m} {conflict_share(c['cosine']):.1%} of {len(c['cosine'])}"
+                              for m, c in conf.items() if c["cosine"]) + "."]
+        if conf.get("pcgrad", {}).get("cosine"):
+            pc = conf["pcgrad"]["cosine"]
+            lines.append(f"PCGrad projected at {conflict_share(pc):.1%} of its measured steps "
+                         f"({sum(c < 0 for c in pc)} of {len(pc)}): with two tasks it projects exactly when the cosine "
+                         "of its own batch's gradients is negative, and then it projects both.")
     sel = results.get("selection")
     if sel:
         lines += ["", f"Checkpoint selection by linear CKA for a new task with {cfg.probe_examples} labels:", ""]
@@ -362,11 +398,12 @@ def summary(results: dict, cfg: MultiMNISTConfig) -> str:
 
 
 QUICK = {"data.n_train": 512, "data.n_test": 256, "train.epochs": 1, "train.batch_size": 128, "seeds": [0],
-         "methods": ["single", "equal", "uncertainty", "gradnorm", "mgda-ub", "pcgrad", "cagrad"],
+         "methods": ["single", "equal", "cross-stitch", "uncertainty", "gradnorm", "dwa", "mgda-ub", "mgda", "pcgrad",
+                     "cagrad"],
          "pareto_weights": [0.5], "cka_examples": 128, "probe_examples": 64, "probe_epochs": 3}
 
 EXPERIMENTS = [Experiment(
     name="mtl-multimnist",
-    description="MultiMNIST left/right digits: single-task vs equal, uncertainty, GradNorm, MGDA-UB, PCGrad, "
-                "CAGrad; Δm, Pareto front, gradient conflict, CKA",
+    description="MultiMNIST left/right digits: single-task vs hard sharing (equal, uncertainty, GradNorm, DWA, "
+                "MGDA, MGDA-UB, PCGrad, CAGrad) vs cross-stitch soft sharing; Δm, Pareto front, conflict, CKA",
     config_cls=MultiMNISTConfig, run=run, figures=figures, summary=summary, quick=QUICK, check=_check_mnist)]

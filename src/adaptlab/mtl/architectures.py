@@ -146,3 +146,13 @@ class CrossStitch(nn.Module):
 
     def stitch_parameters(self) -> list[nn.Parameter]:
         return list(self.alpha.parameters())
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Everything but the heads: through the stitch units every task's loss reaches every encoder (the
+        parameters whose task gradients can conflict, and what an aggregator combines)."""
+        return [p for n, p in self.named_parameters() if not n.startswith("heads.")]
+
+    def task_parameters(self, task: str | None = None) -> list[nn.Parameter]:
+        """The heads' parameters (of ``task``, or of every task)."""
+        heads = [self.heads[task]] if task is not None else list(self.heads.values())
+        return [p for h in heads for p in h.parameters()]
