@@ -10,8 +10,13 @@ distinct samples; validity is the share of samples that reach ``digits`` digits.
 model completes ``singular: W\\nplural:`` greedily after k demonstrations in the same format (k in ``plural_ks``,
 k = 0 = zero-shot); accuracy is an exact match of the first word.
 
-The larger-model and both-fail questions of HW 4a (iii, iv) need the second model (Gemma-3-270M) and are not
-here yet. ``model=tiny-random`` (the quick form) is a random 2-layer GPT-2: chance numbers by construction.
+(iii) **Where the larger model wins** and (iv) **where both fail** compare ``model`` with ``compare_model``
+(off by default; ``--set compare_model=gemma-3-270m`` is the offline Gemma-3-270M base, under the Gemma Terms
+of Use) on the same questions: 5-way capitals by cloze scoring (the option's own text), the same questions with
+letter answers (letter binding), and ``arith_n`` sums of two 3-digit numbers answered greedily (exact match),
+each with a Wilson 95% interval.
+
+``model=tiny-random`` (the quick form) is a random 2-layer GPT-2: chance numbers by construction.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ class ProbeConfig(BaseConfig):
     plural_n: int = 40  # test nouns for pluralization
     plural_ks: list[int] = field(default_factory=lambda: [0, 4])  # demonstrations (0 = zero-shot)
     batch_size: int = 16  # sequences per batch
+    compare_model: str = ""  # second model for (iii)/(iv): '' (skip), 'gemma-3-270m', HF name, folder, 'tiny-random'
+    capitals_n: int = 100  # capitals questions for (iii)/(iv) (5 options each)
+    arith_n: int = 50  # 3-digit additions for (iv)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,14 +59,17 @@ class ProbeConfig(BaseConfig):
         check(len(self.plural_ks) > 0 and all(0 <= k <= 32 for k in self.plural_ks), "plural_ks", self.plural_ks,
               "a non-empty list of integers in 0..32")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer")
+        check(1 <= self.capitals_n <= 240, "capitals_n", self.capitals_n, "an integer in 1..240")
+        check(1 <= self.arith_n <= 1000, "arith_n", self.arith_n, "an integer in 1..1000")
 
 
-def _model(cfg: ProbeConfig):
+def _model(cfg: ProbeConfig, name: str | None = None):
     from adaptlab.lm.load import load_causal_lm, tiny_random_lm
 
-    if cfg.model == TINY:
-        return tiny_random_lm(n_positions=4096, seed=cfg.seed)
-    return load_causal_lm(cfg.model, device=cfg.device)
+    name = cfg.model if name is None else name
+    if name == TINY:
+        return tiny_random_lm(n_positions=4096, seed=cfg.seed if name == cfg.model else cfg.seed + 1)
+    return load_causal_lm(name, device=cfg.device)
 
 
 def check_inputs(cfg: ProbeConfig) -> None:
@@ -72,6 +83,47 @@ def check_inputs(cfg: ProbeConfig) -> None:
         smollm2_gguf()
     elif cfg.model != TINY:
         _model(cfg)
+    if cfg.compare_model == "gemma-3-270m":
+        from adaptlab.lm.load import gemma3_gguf
+
+        gemma3_gguf()  # the chunk wheels are there (assembled once into the cache)
+    elif cfg.compare_model not in ("", TINY):
+        _model(cfg, cfg.compare_model)
+
+
+def arithmetic_questions(n: int, seed: int) -> list[tuple[str, int]]:
+    """``n`` sums of two 3-digit numbers, ``("What is 347 + 589? Answer:", 936)``, drawn with ``seed``.
+
+    >>> arithmetic_questions(1, 0)[0][0].startswith("What is ")
+    True
+    """
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.randint(100, 999), rng.randint(100, 999)
+        out.append((f"What is {a} + {b}? Answer:", a + b))
+    return out
+
+
+def compare_tasks(lm, cfg: ProbeConfig) -> dict:
+    """HW 4a (iii)/(iv) on one model: capitals by cloze and by letter, 3-digit addition."""
+    from adaptlab.data.text import load_capitals
+    from adaptlab.lm.decode import generate
+    from adaptlab.lm.prompts import _wilson, evaluate_mc
+
+    qs = load_capitals(5, seed=cfg.seed)[:cfg.capitals_n]
+    cloze = evaluate_mc(lm, qs, "cloze", batch_size=cfg.batch_size)["metrics"]
+    letters = evaluate_mc(lm, qs, "simple_qa", generate_answers=False, batch_size=cfg.batch_size)["metrics"]
+    arith = arithmetic_questions(cfg.arith_n, cfg.seed)
+    outs = generate(lm, [q for q, _ in arith], max_new_tokens=6, batch_size=cfg.batch_size)
+    said = [(re.findall(r"-?\d+", o) or [""])[0] for o in outs]
+    right = sum(a == str(v) for a, (_, v) in zip(said, arith))
+    pick = ("accuracy", "accuracy_ci", "top_letter_share")
+    return {"capitals_cloze": {k: cloze[k] for k in pick}, "capitals_letters": {k: letters[k] for k in pick},
+            "arithmetic": {"accuracy": right / len(arith), "accuracy_ci": list(_wilson(right, len(arith))),
+                           "examples": [[q, v, a] for (q, v), a in zip(arith[:4], said[:4])]}}
 
 
 def digit_stats(texts: list[str], digits: int) -> dict:
@@ -118,7 +170,14 @@ def run(cfg: ProbeConfig, out_dir: Path, resume: bool = False) -> dict:
         right = [int(a == p) for a, (_, p) in zip(said, test)]
         plural[str(k)] = {"accuracy": sum(right) / len(right), "examples": [[s, p, a] for (s, p), a in
                                                                            zip(test[:6], said[:6])]}
-    return {"model": cfg.model, "temperature": temps, "plural": plural,
+    compare = None
+    if cfg.compare_model:
+        first = compare_tasks(lm, cfg)
+        del lm
+        second = compare_tasks(_model(cfg, cfg.compare_model), cfg)
+        b = cfg.compare_model if cfg.compare_model != cfg.model else f"{cfg.model} (seed {cfg.seed + 1})"
+        compare = {cfg.model: first, b: second}
+    return {"model": cfg.model, "temperature": temps, "plural": plural, "compare": compare,
             "timings": {"seconds": time.perf_counter() - t0}}
 
 
@@ -152,7 +211,26 @@ def figures(results: dict, cfg: ProbeConfig, out_dir: Path) -> list[str]:
     ax.set(title=f"pluralization, {cfg.plural_n} WordNet nouns", xlabel="demonstrations k", ylabel="exact match",
            ylim=(0, 1))
     save_figure(fig, out_dir / "plural.png")
-    return ["temperature.png", "plural.png"]
+    if not results.get("compare"):
+        return ["temperature.png", "plural.png"]
+    comp = results["compare"]
+    tasks = [("capitals_cloze", "capitals, cloze"), ("capitals_letters", "capitals, letters"),
+             ("arithmetic", "3-digit sums")]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    w = 0.8 / len(comp)
+    for j, (name, r) in enumerate(comp.items()):
+        xs = [i + (j - (len(comp) - 1) / 2) * w for i in range(len(tasks))]
+        acc = [r[t]["accuracy"] for t, _ in tasks]
+        err = [[a - r[t]["accuracy_ci"][0] for (t, _), a in zip(tasks, acc)],
+               [r[t]["accuracy_ci"][1] - a for (t, _), a in zip(tasks, acc)]]
+        ax.bar(xs, acc, w, yerr=err, capsize=3, label=name)
+    ax.axhline(0.2, color="k", ls=":", lw=1, label="chance (5 options)")
+    ax.set_xticks(range(len(tasks)), [lab for _, lab in tasks])
+    ax.set(ylabel="accuracy (Wilson 95% CI)", ylim=(0, 1),
+           title="model size: where the larger model wins, where both fail")
+    ax.legend(fontsize=7)
+    save_figure(fig, out_dir / "compare.png")
+    return ["temperature.png", "plural.png", "compare.png"]
 
 
 def summary(results: dict, cfg: ProbeConfig) -> str:
@@ -166,13 +244,36 @@ def summary(results: dict, cfg: ProbeConfig) -> str:
                      f"{r['distinct_bigrams']:.2f} | {r['distinct_samples']:.2f} | {r['valid']:.2f} |")
     lines += ["", f"Pluralization of {cfg.plural_n} WordNet nouns (exact match of the first word, `plural.png`): "
               + ", ".join(f"k = {k}: {r['accuracy']:.2f}" for k, r in results["plural"].items()) + "."]
+    comp = results.get("compare")
+    if not comp:
+        lines += ["", "(iii)/(iv), the model-size questions, need a second model: `--set compare_model=gemma-3-270m`."]
+        return "\n".join(lines)
+
+    def cell(r):
+        return f"{r['accuracy']:.2f} [{r['accuracy_ci'][0]:.2f}, {r['accuracy_ci'][1]:.2f}]"
+
+    lines += ["", f"Model size (`compare.png`; {cfg.capitals_n} capitals questions, {cfg.arith_n} 3-digit sums):", "",
+              "| model | capitals, cloze | capitals, letters (top-letter share) | 3-digit sums |", "|---|---|---|---|"]
+    for name, r in comp.items():
+        lines.append(f"| {name} | {cell(r['capitals_cloze'])} | {cell(r['capitals_letters'])} "
+                     f"({r['capitals_letters']['top_letter_share']:.2f}) | {cell(r['arithmetic'])} |")
+    (a, ra), (b, rb) = list(comp.items())[:2]
+    ca, cb = ra["capitals_cloze"], rb["capitals_cloze"]
+    big, small = (b, a) if cb["accuracy"] >= ca["accuracy"] else (a, b)
+    apart = ca["accuracy_ci"][1] < cb["accuracy_ci"][0] or cb["accuracy_ci"][1] < ca["accuracy_ci"][0]
+    lines += ["", f"- (iii) Capitals by cloze: {big} {max(ca['accuracy'], cb['accuracy']):.2f} vs {small} "
+              f"{min(ca['accuracy'], cb['accuracy']):.2f} (the intervals {'do not ' if apart else ''}overlap).",
+              f"- (iv) Letter binding: {ra['capitals_letters']['accuracy']:.2f} and "
+              f"{rb['capitals_letters']['accuracy']:.2f} (chance 0.20); 3-digit sums: "
+              f"{ra['arithmetic']['accuracy']:.2f} and {rb['arithmetic']['accuracy']:.2f}."]
     return "\n".join(lines)
 
 
 EXPERIMENTS = [
     Experiment("lm-probe", "Probing a local LM: temperature vs uniformity/diversity of random digits, few-shot "
-               "pluralization", ProbeConfig, run, figures, summary,
+               "pluralization, model size (where a larger model wins, where both fail)", ProbeConfig, run, figures, summary,
                quick={"model": TINY, "temperatures": [0.0, 1.0], "samples": 2, "digits": 10, "plural_n": 4,
-                      "plural_ks": [0, 1]},
+                      "plural_ks": [0, 1], "compare_model": TINY, "capitals_n": 6,
+                      "arith_n": 4},
                check=check_inputs),
 ]

