@@ -271,7 +271,8 @@ def summary(results: dict, cfg: ProbeConfig) -> str:
 
 EXPERIMENTS = [
     Experiment("lm-probe", "Probing a local LM: temperature vs uniformity/diversity of random digits, few-shot "
-               "pluralization, model size (where a larger model wins, where both fail)", ProbeConfig, run, figures, summary,
+               "pluralization, model size (where a larger model wins, where both fail)", ProbeConfig, run, figures,
+               summary,
                quick={"model": TINY, "temperatures": [0.0, 1.0], "samples": 2, "digits": 10, "plural_n": 4,
                       "plural_ks": [0, 1], "compare_model": TINY, "capitals_n": 6,
                       "arith_n": 4},
