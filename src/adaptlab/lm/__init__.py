@@ -12,9 +12,9 @@ from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
     "decode": ["generate", "generate_ids", "next_token", "top_p_filter"],
-    "load": ["SMOLLM2", "CausalLM", "cache_dir", "char_tokenizer", "load_causal_lm", "smollm2_folder",
-             "tiny_random_lm", "wrap"],
-    "prompts": ["INSTRUCTION", "STRATEGIES", "build_prompts", "evaluate_mc", "failure_taxonomy", "mc_metrics",
-                "parse_letter", "question_block"],
+    "load": ["GEMMA3", "SMOLLM2", "CausalLM", "cache_dir", "char_tokenizer", "gemma3_folder", "gemma3_gguf",
+             "load_causal_lm", "smollm2_folder", "tiny_random_lm", "wrap"],
+    "prompts": ["INSTRUCTION", "STRATEGIES", "build_prompts", "chat_wrap", "evaluate_mc", "failure_taxonomy",
+                "mc_metrics", "parse_letter", "question_block"],
     "scoring": ["base_forward", "continuation_logprobs", "encode_prefix", "grouped_logprobs", "score_options"],
 })

@@ -95,6 +95,29 @@ def build_prompts(strategy: str, questions: Sequence[MCQuestion], demos: Sequenc
     return prefix, [question_block(q, "qa") for q in questions]
 
 
+def chat_wrap(tokenizer, prefix: str, prompts: Sequence[str]) -> tuple[str, list[str]]:
+    """Put ``prefix + prompt`` in the user turn of the tokenizer's chat template, the assistant turn opened.
+
+    The template is rendered once around a sentinel and split there, so the shared part before the user's text
+    joins ``prefix`` (still cached once per batch) and the part after it (end of turn, assistant header) ends
+    every prompt: ``head + prefix + prompt + tail`` is exactly what ``apply_chat_template`` renders for that
+    user message. Instruct models (SmolLM2-Instruct) answer in their own format only inside it.
+
+    Raises:
+        ConfigError: the tokenizer has no chat template (a base model).
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ConfigError("chat=true needs a model whose tokenizer has a chat template (an instruct model); "
+                          "this one has none")
+    mark = "\x00ADAPTLAB-USER-TEXT\x00"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": mark}], tokenize=False,
+                                         add_generation_prompt=True)
+    if text.count(mark) != 1:
+        raise ConfigError("the tokenizer's chat template does not place the user text verbatim once; use chat=false")
+    head, tail = text.split(mark)
+    return head + prefix, [p + tail for p in prompts]
+
+
 def parse_letter(text: str, n_options: int) -> int:
     """The option index of the first letter answer in ``text`` (``" C."``, ``"(B)"``, ``"A"``), or -1."""
     m = _LETTER.match(text)
@@ -171,7 +194,7 @@ def failure_taxonomy(questions: Sequence[MCQuestion], pred: Sequence[int], texts
 
 def evaluate_mc(lm, questions: Sequence[MCQuestion], strategy: str, *, demos: Sequence[MCQuestion] = (),
                 k: int = 0, seed: int = 0, generate_answers: bool = True, max_new_tokens: int = 4,
-                batch_size: int = 32) -> dict:
+                batch_size: int = 32, chat: bool = False) -> dict:
     """Run one strategy on ``questions``: scored (and, for lettered strategies, generated) predictions.
 
     Returns:
@@ -184,6 +207,8 @@ def evaluate_mc(lm, questions: Sequence[MCQuestion], strategy: str, *, demos: Se
     if not questions:
         raise ConfigError("questions is empty; expected at least one question")
     prefix, prompts = build_prompts(strategy, questions, demos, k, seed)
+    if chat:  # ``chat``: inside the model's chat template (user turn, then the assistant's answer is scored)
+        prefix, prompts = chat_wrap(lm.tokenizer, prefix, prompts)
     O = len(questions[0].options)
     if strategy == "cloze":
         opts = [[" " + o for o in q.options] for q in questions]
