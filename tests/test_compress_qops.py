@@ -111,6 +111,14 @@ def test_exact_ties_round_to_even_on_the_fast_path_and_up_on_the_reference():
     assert torch.equal(diff, expected.expand(2, -1))
 
 
+def test_quantize_quint8_holds_the_reference_input_integers_plus_128():
+    S, Z = 0.0123456789, -3
+    r = torch.cat([torch.randn(100_000) * 1.5, (torch.arange(-200, 200) + 0.5) * S])    # with ties of r / S
+    u = qops.quantize_quint8(r, S, Z)
+    assert u.q_zero_point() == Z + 128 and u.q_scale() == 1.0
+    assert torch.equal(u.int_repr().int() - 128, lq.quantize(r, S, Z).int())
+
+
 @needs_engine
 @pytest.mark.parametrize("make,shape", [(lambda: VGGNet((8, 16, 16, 32)), (28, 28)), (LeNet5, (28, 28)),
                                         (MNIST1DCNN, (40,))])

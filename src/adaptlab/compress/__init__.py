@@ -19,7 +19,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
                "requantize", "simulate_quantized_op"],
     "prune": ["FineGrainedPruner", "check_names", "fine_grained_mask", "magnitude_threshold", "masks_for",
               "num_pruned", "prunable_names", "sparsity_of", "weight_histograms"],
-    "qops": ["ENGINES", "fast_engine", "pack_op", "probe", "run_packed"],
+    "qops": ["ENGINES", "fast_engine", "pack_op", "probe", "quantize_quint8", "run_packed"],
     "sensitivity": ["allocate_sparsity", "kept_fraction", "sensitivity_scan", "uniform_allocation"],
     "size": ["MIB", "dense_bits", "kmeans_bits", "latency", "mib", "sparse_bits"],
     "torch_ref": ["torch_int8", "torch_prune_masks"],

@@ -174,16 +174,16 @@ class IntegerCNN(nn.Module):
     @torch.no_grad()
     def forward_int(self, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
         S, Z = self.in_qparams
-        # the one float -> int step, at the input
-        q = quantize(_as_4d(x, self.conv1d), S, Z)                      # (N, C, H, W) int8
+        x = _as_4d(x, self.conv1d)                                      # (N, C, H, W)
         if self.resolve_path(path, x.device) == "fast":
             from adaptlab.compress import qops
 
             eng = qops.fast_engine()
             if eng not in self._packed:
                 self._packed[eng] = [qops.pack_op(op, eng) for op in self.ops]
-            return qops.run_packed(self._packed[eng], q, Z, eng)
-        q = q.permute(0, 2, 3, 1)                # the reference keeps activations int8 in (N, H, W, C) layout
+            return qops.run_packed(self._packed[eng], qops.quantize_quint8(x, S, Z), Z, eng)
+        # the one float -> int step, at the input; activations then stay int8 in (N, H, W, C) layout
+        q = quantize(x, S, Z).permute(0, 2, 3, 1)
         for op in self.ops:
             if op["kind"] == "conv":
                 q = int_conv2d(q, Z, op["qw"], op["q_bias"], op["M0"], op["shift"], op["Z_y"], op["stride"],

@@ -72,6 +72,18 @@ def _to_quint8(q: torch.Tensor, Z: int) -> torch.Tensor:
     return torch._make_per_tensor_quantized_tensor(q.contiguous().view(torch.uint8) ^ 128, 1.0, Z + 128)
 
 
+def quantize_quint8(r: torch.Tensor, S: float, Z: int) -> torch.Tensor:
+    """:func:`~adaptlab.compress.linear.quantize` (8 bits) straight into the quint8 tensor :func:`run_packed` takes.
+
+    clamp(round(r / S) + Z, -128, 127) + 128 = clamp(round(r / S) + Z + 128, 0, 255): the same integers in
+    fewer passes (``torch.quantize_per_tensor`` is not used: it rounds r (1/S), which differs near ties).
+    """
+    u = torch.div(r, S).round_().add_(Z + 128).clamp_(0, 255).to(torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # deprecation notice of the quantized-tensor constructors
+        return torch._make_per_tensor_quantized_tensor(u, 1.0, Z + 128)
+
+
 def _from_quint8(u: torch.Tensor) -> torch.Tensor:
     return (u.int_repr() ^ 128).view(torch.int8)
 
@@ -95,10 +107,11 @@ def pack_op(op: dict, engine: str) -> tuple:
 
 
 def run_packed(plan: list[tuple], qx: torch.Tensor, Z_x: int, engine: str) -> torch.Tensor:
-    """int8 input (N, C, H, W) with zero point Z_x through the packed ops -> int8 output (logits (N, classes))."""
+    """int8 input (N, C, H, W) with zero point Z_x (or the quint8 tensor of :func:`quantize_quint8`) through
+    the packed ops -> int8 output (logits (N, classes))."""
     Q = torch.ops.quantized
     with _quantized_kernels(engine):
-        u = _to_quint8(qx, Z_x)
+        u = qx if qx.is_quantized else _to_quint8(qx, Z_x)
         for kind, p, relu, z in plan:
             if kind == "conv":
                 u = (Q.conv2d_relu if relu else Q.conv2d)(u, p, 1.0, z)
