@@ -46,8 +46,8 @@ from adaptlab.compress.linear import (
 )
 
 _CONVS = (nn.Conv1d, nn.Conv2d)
-PATHS = ("auto", "fast", "reference")
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d)
+PATHS = ("auto", "fast", "reference")   # IntegerCNN kernel paths; see the module docstring
 
 
 def _check_path(path: str) -> str:
