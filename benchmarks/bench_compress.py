@@ -7,12 +7,17 @@ seen to work). Variants timed at batch 1 and 64, with one intra-op thread:
 * float32 dense;
 * fine-grained pruned to 75% sparsity (still dense kernels: zeros are multiplied like any other weight);
 * channel pruned, 50% of every conv's output channels removed (L2 ranking);
-* int8 integer-only (ours: int8 x int8 -> int32 ``torch._int_mm`` + fixed-point requantization);
+* int8 integer-only, reference kernels (ours: int8 im2col, int8 x int8 -> int32 ``torch._int_mm``, exact
+  fixed-point requantization; the oracle);
+* int8 integer-only, fast path (the same converted model through PyTorch's quantized CPU kernels fed with our
+  integers, scales and zero points, :mod:`adaptlab.compress.qops`); how many of its test logits and
+  predictions differ from the reference path's is reported;
 * int8 ``torch.ao.quantization`` (eager-mode static quantization, x86/fbgemm kernels).
 
 The variants are interleaved (round r: every variant once, then round r + 1, ...) so machine load affects them
-alike; each round takes the median of ``--calls`` calls, and the median over rounds is reported. The scan is
-5 layers x 9 sparsities evaluated on 2000 held-out training images, timed ``--scan-repeats`` times.
+alike; each round takes the median of ``--calls`` calls, and the median over rounds is reported, with the load
+average at every round. The scan is 5 layers x 9 sparsities evaluated on 2000 held-out training images, timed
+``--scan-repeats`` times (0 skips it).
 
 Run: ``python benchmarks/bench_compress.py`` (writes benchmarks/results/compress.json and compress.md).
 """
@@ -31,6 +36,7 @@ from pathlib import Path
 import torch
 
 from adaptlab.compress import channel as ch
+from adaptlab.compress import qops
 from adaptlab.compress import sensitivity as sens
 from adaptlab.compress.integer import convert_integer
 from adaptlab.compress.prune import FineGrainedPruner, prunable_names
@@ -52,6 +58,9 @@ def trained(make, ds, steps: int):
     return model.eval()
 
 
+REF, FAST, AO = "int8 integer-only, reference kernels", "int8 integer-only, fast path", "int8 torch.ao"
+
+
 def variants(model, calib):
     m = copy.deepcopy(model)
     FineGrainedPruner(m, dict.fromkeys(prunable_names(model), 0.75)).apply()
@@ -59,17 +68,28 @@ def variants(model, calib):
     theirs = torch_int8(model, [c.unsqueeze(1) for c in calib])
     return {"float32 dense": model, "fine-grained 75% (dense kernels)": m,
             "channel-pruned 50%": ch.prune_channels(model, 0.5, "l2").eval(),
-            "int8 integer-only (ours)": ours.forward_int,
-            "int8 torch.ao": lambda x: theirs(x.unsqueeze(1))}
+            REF: lambda x: ours.forward_int(x, path="reference"),
+            FAST: lambda x: ours.forward_int(x, path="fast"),
+            AO: lambda x: theirs(x.unsqueeze(1))}
+
+
+@torch.no_grad()
+def fast_vs_reference(fns: dict, x: torch.Tensor) -> dict:
+    ref, fast = fns[REF](x), fns[FAST](x)
+    step = (fast.int() - ref.int()).abs()
+    return {"kernels": qops.fast_engine(), "logits": step.numel(), "logits_differing": int((step > 0).sum()),
+            "max_step": int(step.max()), "predictions_differing": int((fast.argmax(1) != ref.argmax(1)).sum())}
 
 
 @torch.no_grad()
 def time_interleaved(fns: dict, x: torch.Tensor, rounds: int, calls: int) -> dict:
-    per = {k: [] for k in fns}
+    per: dict = {k: [] for k in fns}
+    loads = []
     for f in fns.values():                                       # warm-up
         f(x)
         f(x)
     for _ in range(rounds):
+        loads.append(os.getloadavg()[0])
         for k, f in fns.items():
             ts = []
             for _ in range(calls):
@@ -77,7 +97,7 @@ def time_interleaved(fns: dict, x: torch.Tensor, rounds: int, calls: int) -> dic
                 f(x)
                 ts.append((time.perf_counter() - t0) * 1e3)
             per[k].append(statistics.median(ts))
-    return {k: {"median_ms": statistics.median(v), "rounds_ms": v} for k, v in per.items()}
+    return {k: {"median_ms": statistics.median(v), "rounds_ms": v} for k, v in per.items()} | {"loadavg": loads}
 
 
 def main():
@@ -99,11 +119,12 @@ def main():
     for name, make in (("VGG", VGGNet), ("LeNet", LeNet5)):
         model = trained(make, ds, args.train_steps)
         fns = variants(model, calib)
-        r = {"test_acc": {k: accuracy(f, ds.test_x, ds.test_y) for k, f in fns.items()}}
+        r = {"test_acc": {k: accuracy(f, ds.test_x, ds.test_y) for k, f in fns.items()},
+             "fast_vs_reference": fast_vs_reference(fns, ds.test_x)}
         for b in (1, 64):
             r[f"batch{b}"] = time_interleaved(fns, ds.test_x[:b], args.rounds, args.calls if b == 1 else
                                               max(3, args.calls // 4))
-        if name == "VGG":
+        if name == "VGG" and args.scan_repeats > 0:
             names = prunable_names(model)
             secs = []
             for _ in range(args.scan_repeats):
@@ -114,28 +135,64 @@ def main():
                          "seconds": secs, "median_s": statistics.median(secs)}
         res["models"][name] = r
     res["machine"]["loadavg_after"] = os.getloadavg()
+    if args.scan_repeats == 0:
+        carry_scan(res, args.out / "compress.json")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compress.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / "compress.md").write_text(report(res))
     print(report(res))
 
 
+def carry_scan(res: dict, previous: Path) -> None:
+    """With the scan skipped, keep the previous results file's scan, marked as carried over (not re-measured)."""
+    if not previous.is_file():
+        return
+    old = json.loads(previous.read_text())
+    scan = old.get("models", {}).get("VGG", {}).get("scan")
+    if scan and "VGG" in res["models"]:
+        res["models"]["VGG"]["scan"] = scan | {"carried_over": True,
+                                               "loadavg_before": old["machine"]["loadavg_before"]}
+
+
+def ratio(timed: dict, a: str, b: str) -> str:
+    """a / b of the medians, and of the best rounds (a load spike that hits whole rounds moves the median)."""
+    return (f"{timed[a]['median_ms'] / timed[b]['median_ms']:.2f} "
+            f"({min(timed[a]['rounds_ms']) / min(timed[b]['rounds_ms']):.2f})")
+
+
 def report(res: dict) -> str:
-    m = res["machine"]
+    m, c = res["machine"], res["config"]
+    defaults = {"train_steps": 300, "rounds": 7, "calls": 20, "scan_repeats": 2}
+    flags = "".join(f" --{k.replace('_', '-')} {c[k]}" for k, v in defaults.items() if c.get(k, v) != v)
     lines = ["# Compression benchmark", "",
-             f"`python benchmarks/bench_compress.py` -- {m['nproc']} cores, load average before "
+             f"`python benchmarks/bench_compress.py{flags}` -- {m['nproc']} cores, load average before "
              f"{m['loadavg_before'][0]:.1f} / after {m['loadavg_after'][0]:.1f}, torch {m['torch']}, "
-             f"{m['threads']} intra-op thread; median over {res['config']['rounds']} interleaved rounds.", ""]
+             f"{m['threads']} intra-op thread; {res['config']['rounds']} interleaved rounds, each the median of its "
+             "calls; reported: the median and the best of the rounds.", ""]
     for name, r in res["models"].items():
-        lines += [f"## {name}", "", "| variant | test acc | batch 1 (ms) | batch 64 (ms) |", "|---|---|---|---|"]
-        for k in r["batch1"]:
-            lines.append(f"| {k} | {100 * r['test_acc'][k]:.2f}% | {r['batch1'][k]['median_ms']:.3f} | "
-                         f"{r['batch64'][k]['median_ms']:.2f} |")
+        lines += [f"## {name}", "", "| variant | test acc | batch 1 (ms): median / best round | "
+                  "batch 64 (ms): median / best round |", "|---|---|---|---|"]
+        for k in r["test_acc"]:
+            b1, b64 = r["batch1"][k], r["batch64"][k]
+            lines.append(f"| {k} | {100 * r['test_acc'][k]:.2f}% | {b1['median_ms']:.3f} / "
+                         f"{min(b1['rounds_ms']):.3f} | {b64['median_ms']:.2f} / {min(b64['rounds_ms']):.2f} |")
+        d, b1, b64 = r["fast_vs_reference"], r["batch1"], r["batch64"]
+        lines += ["", f"Fast path ({d['kernels']} kernels) vs reference kernels on the 10k test images: "
+                      f"{d['logits_differing']} of {d['logits']} int8 logits differ (by at most {d['max_step']} "
+                      f"step), {d['predictions_differing']} predictions differ. Ratios, median (best round): "
+                      f"fast / torch.ao {ratio(b1, FAST, AO)} at batch 1 and {ratio(b64, FAST, AO)} at batch 64; "
+                      f"fast / float32 at batch 64 {ratio(b64, FAST, 'float32 dense')}; reference / fast at batch 64 "
+                      f"{ratio(b64, REF, FAST)}. Load average per round, batch 1: "
+                      f"{', '.join(f'{v:.1f}' for v in b1['loadavg'])}; batch 64: "
+                      f"{', '.join(f'{v:.1f}' for v in b64['loadavg'])}."]
         if "scan" in r:
             s = r["scan"]
             lines += ["", f"Full sensitivity scan ({s['layers']} layers x {s['sparsities']} sparsities, each "
                           f"evaluated on {s['eval_images']} images): median {s['median_s']:.1f} s "
-                          f"(runs: {', '.join(f'{x:.1f}' for x in s['seconds'])} s)."]
+                          f"(runs: {', '.join(f'{x:.1f}' for x in s['seconds'])} s)."
+                          + (f" Carried over from the previous results file (load average "
+                             f"{s['loadavg_before'][0]:.1f}); not re-measured in this run (--scan-repeats 0)."
+                             if s.get("carried_over") else "")]
         lines.append("")
     return "\n".join(lines)
 

@@ -9,9 +9,16 @@ Conversion (:func:`convert_integer`):
 4. quantize weights symmetric per output channel (int8), biases to int32 with scale S_w S_x, and the
    requantization multipliers S_w S_x / S_y to fixed point.
 
-The converted :class:`IntegerCNN` quantizes its float input once, then runs only integer ops
-(:func:`~adaptlab.compress.linear.int_conv2d`, ``int_linear``, ``int_maxpool2d``); its int8 logits' argmax is
-the prediction. 1D convs run as 2D convs of height 1.
+The converted :class:`IntegerCNN` quantizes its float input once, then runs only integer ops; its int8 logits'
+argmax is the prediction. 1D convs run as 2D convs of height 1. Two paths run the same converted model:
+
+* ``"reference"``: :func:`~adaptlab.compress.linear.int_conv2d`, ``int_linear``, ``int_maxpool2d`` -- exact
+  fixed-point requantization; these define the semantics (the oracle);
+* ``"fast"``: PyTorch's quantized CPU kernels fed with the same integers (:mod:`adaptlab.compress.qops`):
+  the same int32 accumulators, float32 requantization (an output may differ by one step).
+
+``path="auto"`` (the default) takes the fast one where it is available (CPU, a quantized engine whose kernels
+pass :func:`~adaptlab.compress.qops.probe`) and the reference one otherwise.
 
 References:
     B. Jacob et al. Quantization and training of neural networks for efficient integer-arithmetic-only
@@ -40,6 +47,13 @@ from adaptlab.compress.linear import (
 
 _CONVS = (nn.Conv1d, nn.Conv2d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d)
+PATHS = ("auto", "fast", "reference")   # IntegerCNN kernel paths; see the module docstring
+
+
+def _check_path(path: str) -> str:
+    if path not in PATHS:
+        raise ValueError(f"integer model path={path!r}; accepted: {', '.join(PATHS)}")
+    return path
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
@@ -126,23 +140,50 @@ class IntegerCNN(nn.Module):
     """int8 integer-only CNN produced by :func:`convert_integer`.
 
     ``forward_int(x)`` -> int8 logits (N, classes); ``forward(x)`` -> their dequantized float values.
-    Buffers hold int8 weights, int32 biases and int64 fixed-point multipliers.
+    Buffers hold int8 weights, int32 biases and int64 fixed-point multipliers. ``path`` (``"auto"``,
+    ``"fast"`` or ``"reference"``, see the module docstring) is the default of ``forward_int(x, path=...)``;
+    :meth:`resolve_path` says which one runs.
     """
 
     def __init__(self, ops: list[dict], in_qparams: tuple[float, int], out_qparams: tuple[float, int],
-                 conv1d: bool):
+                 conv1d: bool, path: str = "auto"):
         super().__init__()
         self.ops, self.in_qparams, self.out_qparams, self.conv1d = ops, in_qparams, out_qparams, conv1d
+        self.path = _check_path(path)
+        self._packed: dict = {}                  # engine -> packed quantized-kernel ops (built on first use)
         for i, op in enumerate(ops):
             for k in ("qw", "q_bias", "M0", "shift"):
                 if k in op:
                     self.register_buffer(f"op{i}_{k}", op[k])
 
+    def __getstate__(self):                      # packed kernel params are a cache: rebuilt, never copied
+        return {**self.__dict__, "_packed": {}}
+
+    def resolve_path(self, path: str | None = None, device: torch.device | str = "cpu") -> str:
+        """``"fast"`` or ``"reference"``: what ``forward_int`` runs for ``path`` (default: ``self.path``)."""
+        from adaptlab.compress import qops
+
+        path = _check_path(self.path if path is None else path)
+        usable = torch.device(device).type == "cpu" and qops.fast_engine() is not None
+        if path == "fast" and not usable:
+            raise ValueError(f"path='fast' needs a CPU tensor and a quantized engine among {qops.ENGINES} whose "
+                             f"kernels pass qops.probe (this build has "
+                             f"{torch.backends.quantized.supported_engines}); use path='reference' or 'auto'")
+        return "fast" if path == "fast" or (path == "auto" and usable) else "reference"
+
     @torch.no_grad()
-    def forward_int(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_int(self, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
         S, Z = self.in_qparams
+        x = _as_4d(x, self.conv1d)                                      # (N, C, H, W)
+        if self.resolve_path(path, x.device) == "fast":
+            from adaptlab.compress import qops
+
+            eng = qops.fast_engine()
+            if eng not in self._packed:
+                self._packed[eng] = [qops.pack_op(op, eng) for op in self.ops]
+            return qops.run_packed(self._packed[eng], qops.quantize_quint8(x, S, Z), Z, eng)
         # the one float -> int step, at the input; activations then stay int8 in (N, H, W, C) layout
-        q = quantize(_as_4d(x, self.conv1d), S, Z).permute(0, 2, 3, 1)
+        q = quantize(x, S, Z).permute(0, 2, 3, 1)
         for op in self.ops:
             if op["kind"] == "conv":
                 q = int_conv2d(q, Z, op["qw"], op["q_bias"], op["M0"], op["shift"], op["Z_y"], op["stride"],
@@ -173,13 +214,15 @@ class IntegerCNN(nn.Module):
 
 
 @torch.no_grad()
-def convert_integer(model: nn.Module, calib_batches: Iterable[torch.Tensor], bits: int = 8) -> IntegerCNN:
+def convert_integer(model: nn.Module, calib_batches: Iterable[torch.Tensor], bits: int = 8, path: str = "auto"
+                    ) -> IntegerCNN:
     """Fold BN, calibrate activation ranges on ``calib_batches`` and build the int8 :class:`IntegerCNN`.
 
     Args:
         model: a trained features/classifier CNN (float).
         calib_batches: a few input batches (e.g. 4 training batches of 128); min/max over all of them.
         bits: 8 (the kernels store int8).
+        path: default kernel path of the result: ``"auto"`` (fast where available), ``"fast"``, ``"reference"``.
 
     Returns:
         IntegerCNN on the model's device.
@@ -219,4 +262,4 @@ def convert_integer(model: nn.Module, calib_batches: Iterable[torch.Tensor], bit
                 ops.append(dict(kind="pool", kernel=(k,)))
         else:
             ops.append(dict(kind="flatten"))
-    return IntegerCNN(ops, act[0], (S_x, Z_x), conv1d)
+    return IntegerCNN(ops, act[0], (S_x, Z_x), conv1d, _check_path(path))

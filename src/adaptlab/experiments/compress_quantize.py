@@ -3,8 +3,9 @@
 For each model (VGG-style and LeNet-style CNNs on MNIST, the MNIST-1D reference CNN on MNIST-1D): train it;
 k-means quantize every conv/linear weight at 8, 4 and 2 bits, measure accuracy, then train the centroids
 with labels fixed (QAT) and measure again; fold batch norm, calibrate activation ranges on a few training
-batches and run the int8 integer-only model; compare with PyTorch's own int8 path
-(``torch.ao.quantization``) on the same trained model: accuracy and CPU latency at batch 1 and 64.
+batches and run the int8 integer-only model, on the exact reference kernels and on the fast path (PyTorch's
+quantized kernels fed with the same integers; how many logits differ is counted); compare with PyTorch's own
+int8 path (``torch.ao.quantization``) on the same trained model: accuracy and CPU latency at batch 1 and 64.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ def _kmeans(name, model, data: Split, cfg: QuantizeMnistConfig, stages: Stages, 
 
 
 def _int8(model, data: Split, cfg: QuantizeMnistConfig) -> dict:
+    from adaptlab.compress import qops
     from adaptlab.compress.integer import convert_integer
     from adaptlab.compress.torch_ref import torch_int8
     from adaptlab.eval.metrics import accuracy
@@ -146,14 +148,27 @@ def _int8(model, data: Split, cfg: QuantizeMnistConfig) -> dict:
     def shaped(x):  # what torch's flat Sequential expects: an explicit channel dimension
         return x.unsqueeze(1)
 
+    def ref(x):
+        return qm.forward_int(x, path="reference")
+
     tq = torch_int8(model.cpu(), [shaped(c.cpu()) for c in calib])
     tx, ty = data.test_x.cpu(), data.test_y.cpu()
     example = tx[:64]
-    return {"test_acc_int8_ours": accuracy(qm.forward_int, tx, ty),
+    # fast path = PyTorch's quantized kernels where an engine passes qops.probe, else the reference again
+    fast_logits, ref_logits = qm.forward_int(tx), ref(tx)
+    step = (fast_logits.int() - ref_logits.int()).abs()
+    return {"test_acc_int8_ours": accuracy(ref, tx, ty),
+            "test_acc_int8_fast": accuracy(qm.forward_int, tx, ty),
             "test_acc_int8_torch": accuracy(lambda x: tq(shaped(x)), tx, ty),
+            "int8_fast_vs_reference": {"kernels": qops.fast_engine() or "reference (no quantized engine)",
+                                       "logits": step.numel(), "logits_differing": int((step > 0).sum()),
+                                       "max_step": int(step.max()),
+                                       "predictions_differing": int((fast_logits.argmax(1)
+                                                                     != ref_logits.argmax(1)).sum())},
             "size_mib_int8_ours": qm.size_bits() / (8 * 1024 * 1024),
             "latency": {"float": latency_pair(model, example, cfg.latency_repeats),
-                        "int8_ours": latency_pair(qm.forward_int, example, cfg.latency_repeats),
+                        "int8_ours": latency_pair(ref, example, cfg.latency_repeats),
+                        "int8_fast": latency_pair(qm.forward_int, example, cfg.latency_repeats),
                         "int8_torch": latency_pair(lambda x: tq(shaped(x)), example, cfg.latency_repeats)}}
 
 
@@ -204,14 +219,17 @@ def figures(res: dict, cfg: QuantizeMnistConfig, out_dir: Path) -> list[str]:
     save_figure(fig, out_dir / "kmeans.png")
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
-    kinds = (("float", "test_acc_float", "float32"), ("int8_ours", "test_acc_int8_ours", "int8 integer-only (ours)"),
+    kinds = (("float", "test_acc_float", "float32"),
+             ("int8_ours", "test_acc_int8_ours", "int8 integer-only, reference kernels"),
+             ("int8_fast", "test_acc_int8_fast", "int8 integer-only, fast path"),
              ("int8_torch", "test_acc_int8_torch", "int8 torch.ao"))
     x = torch.arange(len(names)).float()
     for i, (key, acc_key, label) in enumerate(kinds):
-        w = 0.27
-        axes[0].bar(x + (i - 1) * w, [100 * res["models"][n][acc_key] for n in names], w, label=label)
+        w = 0.2
+        off = (i - (len(kinds) - 1) / 2) * w
+        axes[0].bar(x + off, [100 * res["models"][n][acc_key] for n in names], w, label=label)
         for j, batch in enumerate(("batch1", "batch64")):
-            axes[1 + j].bar(x + (i - 1) * w, [res["models"][n]["latency"][key][batch]["median_ms"] for n in names],
+            axes[1 + j].bar(x + off, [res["models"][n]["latency"][key][batch]["median_ms"] for n in names],
                             w, label=label)
     lo = min(100 * min(res["models"][n][k] for _, k, _ in kinds) for n in names)
     axes[0].set(ylabel="test accuracy (%)", ylim=(max(0, lo - 2), 100), title="Accuracy")
@@ -225,16 +243,20 @@ def figures(res: dict, cfg: QuantizeMnistConfig, out_dir: Path) -> list[str]:
 
 
 def summary(res: dict, cfg: QuantizeMnistConfig) -> str:
-    lines = ["| model | float32 | int8 ours | int8 torch.ao | latency b1 float / ours / torch (ms) | "
-             "latency b64 float / ours / torch (ms) |", "|---|---|---|---|---|---|"]
+    lines = ["| model | float32 | int8 reference | int8 fast | int8 torch.ao | fast vs reference: logits differing "
+             "(max step), predictions differing | latency b1 float / reference / fast / torch (ms) | "
+             "latency b64 float / reference / fast / torch (ms) |", "|---|---|---|---|---|---|---|---|"]
     for n, r in res["models"].items():
-        lat = r["latency"]
+        lat, d = r["latency"], r["int8_fast_vs_reference"]
 
         def fmt(batch, lat=lat):
-            return " / ".join(f"{lat[k][batch]['median_ms']:.2f}" for k in ("float", "int8_ours", "int8_torch"))
+            return " / ".join(f"{lat[k][batch]['median_ms']:.2f}"
+                              for k in ("float", "int8_ours", "int8_fast", "int8_torch"))
 
         lines.append(f"| {LABELS[n]} | {100 * r['test_acc_float']:.2f}% | {100 * r['test_acc_int8_ours']:.2f}% | "
-                     f"{100 * r['test_acc_int8_torch']:.2f}% | {fmt('batch1')} | {fmt('batch64')} |")
+                     f"{100 * r['test_acc_int8_fast']:.2f}% | {100 * r['test_acc_int8_torch']:.2f}% | "
+                     f"{d['logits_differing']} of {d['logits']} ({d['max_step']}), {d['predictions_differing']} | "
+                     f"{fmt('batch1')} | {fmt('batch64')} |")
     lines += ["", "| model | bits | size (MiB) | k-means | k-means + QAT |", "|---|---|---|---|---|"]
     for n, r in res["models"].items():
         lines.append(f"| {LABELS[n]} | 32 | {r['size_mib_float']:.3f} | {100 * r['test_acc_float']:.2f}% | - |")
