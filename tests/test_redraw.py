@@ -64,3 +64,17 @@ def test_redraw_needs_the_experiment_when_the_summary_does_not_name_it(finished,
     assert (copy / "summary.md").read_bytes() == (finished / "summary.md").read_bytes()
     code, _, err = cli("redraw", str(copy), "--name", "sinusoid-maml")
     assert code == 2 and "config" in err
+
+
+def test_redraw_of_a_folder_from_an_older_version_is_refused_and_untouched(finished, tmp_path):
+    import json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    res = json.loads((copy / "results.json").read_text())
+    del res["published"]  # what an older version did not record
+    (copy / "results.json").write_text(json.dumps(res))
+    before = _files(copy)
+    code, _, err = cli("redraw", str(copy))
+    assert code == 2 and "rerun it" in err and "published" in err and len(err.strip().splitlines()) == 1
+    assert _files(copy) == before

@@ -368,10 +368,14 @@ def redraw_experiment(exp: Experiment, out_dir: str | os.PathLike) -> RunResult:
     results["timings"] = timings
     with RunLock(out):
         before = {p.name for p in out.glob("*.png")}
-        figs = exp.figures(results, cfg, out) if exp.figures else []
+        try:
+            summary = exp.summary(results, cfg) if exp.summary else ""  # first: it fails before any figure is drawn
+            figs = exp.figures(results, cfg, out) if exp.figures else []
+        except (KeyError, IndexError, TypeError) as e:
+            raise RunDirError(f"redraw: {out} was made by a version of {exp.name} whose results lack what this one "
+                              f"draws ({type(e).__name__}: {e}); rerun it: adaptlab run {exp.name} --out DIR") from None
         for stale in before - set(figs):
             (out / stale).unlink(missing_ok=True)
-        summary = exp.summary(results, cfg) if exp.summary else ""
         banner = QUICK_BANNER if _is_quick(exp, cfg) else ""
         summary_md = f"# {exp.name}\n\n{banner}{summary}\n\nWall time: {seconds:.2f} s\n"
         atomic_write_text(out / "summary.md", summary_md)
