@@ -9,7 +9,8 @@ for lettered strategies, as greedy generations parsed for a letter. Then ``few_s
 
 The model is any causal LM (``model=NAME_OR_FOLDER``); the default is the offline SmolLM2-135M-Instruct, used
 as a plain completion model unless ``chat=true`` puts every prompt in its chat template. ``model=tiny-random``
-is a randomly initialised 2-layer GPT-2 (no download): the quick form uses it, so its numbers are chance by construction.
+is a randomly initialised 2-layer GPT-2 (no download): the quick form uses it, so its numbers are chance by
+construction.
 """
 
 from __future__ import annotations
