@@ -44,6 +44,10 @@ _CELL = {"acc": 0.5, "ci95": 0.1, "n_used": 100}
 SURGICAL = {"n_target": 100, "shifts": {s: {"n": {"100": {"block1": _CELL, "head": {**_CELL, "acc": 0.3}},
                                                   "1000": {"block1": {**_CELL, "n_used": 1000}}}}
                                         for s in ("contrast:5", "labels")}}
+_MT = {"mean": 40.0, "mean_std": 1.0, "few": 30.0, "few_std": 2.0, "many": 45.0, "many_std": 1.0}
+MANYTASK = {"tasks": ["a", "b"], "few_tasks": ["b"],
+            "methods": {"independent": _MT, "1-fc": {**_MT, "cosine": 0.05, "cosine_std": 0.01, "negative": 0.4}},
+            "relation": {"layers": ["fc1", "fc2"], "correlation": [[[[1.0, 0.1], [0.1, 1.0]]] * 2]}}
 
 DRAW = {
     "block_heatmap": lambda: viz.block_heatmap_figure(SURGICAL),
@@ -56,6 +60,8 @@ DRAW = {
     "conflict": lambda: viz.conflict_figure(MTL, steps=[0, 10, 20]),
     "cka": lambda: viz.cka_figure(MTL),
     "toy": lambda: viz.toy_figure(TOY, "caption"),
+    "many_task": lambda: viz.many_task_figure(MANYTASK),
+    "task_correlation": lambda: viz.task_correlation_figure(MANYTASK),
     "error_vs_time": lambda: viz.error_vs_time_figure(OMNIGLOT),
     "oneshot20": lambda: viz.oneshot20_figure(OMNIGLOT),
     "episodic": lambda: viz.episodic_figure(OMNIGLOT),

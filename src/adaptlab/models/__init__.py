@@ -9,6 +9,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "conv4": ["Conv4", "conv_block"],
     "mlp": ["MLP"],
     "mtl_lenet": ["multimnist_cross_stitch", "multimnist_lenet"],
+    "omniglot_mtl": ["omniglot_mtl_blocks", "omniglot_mtl_head"],
     "registry": ["ModelSpec", "create", "names", "register", "spec"],
     "resnet": ["BasicBlock", "CifarResNet", "resnet26", "resnet_small"],
     "vit": ["ViT", "check_grid", "shift_window_mask", "sinusoidal_2d", "window_merge", "window_partition"],

@@ -9,6 +9,9 @@
 * :mod:`~adaptlab.mtl.registry` — the one place a method name becomes an object (``make_weighting``,
   ``make_aggregator``), for configs.
 * :mod:`~adaptlab.mtl.diagnostics` — gradient cosine matrix, negative transfer / Δm, linear CKA.
+* :mod:`~adaptlab.mtl.relation` — the Deep Relationship Network prior: matrix-variate normal task covariance
+  with its closed-form update (:class:`RelationPrior`).
+* :mod:`~adaptlab.mtl.manytask` — :class:`ManyTaskStep`, a training step for tasks with their own inputs.
 * :mod:`~adaptlab.mtl.toy` — the 2-D two-task problems of the PCGrad and CAGrad papers.
 
 The MultiMNIST data lives in :mod:`adaptlab.data`, its networks in :mod:`adaptlab.models`.
@@ -23,7 +26,9 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "architectures": ["CrossStitch", "HardSharing"],
     "diagnostics": ["cosine_matrix", "delta_m", "linear_cka", "negative_transfer", "relative_change",
                     "select_by_cka"],
+    "manytask": ["ManyTaskStep"],
     "registry": ["AGGREGATORS", "WEIGHTINGS", "make_aggregator", "make_weighting"],
+    "relation": ["RelationPrior", "relation_penalty", "task_correlation", "task_covariance"],
     "train": ["MethodStep"],
     "weighting": ["DWA", "MGDAUB", "EqualWeighting", "FixedWeighting", "GradNorm", "UncertaintyWeighting",
                   "Weighting", "dwa_weights", "gradnorm_objective", "uncertainty_loss", "weighted_sum"],

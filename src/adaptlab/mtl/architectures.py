@@ -80,6 +80,25 @@ class HardSharing(nn.Module):
             out[t] = head(h)
         return out, hidden[-1]
 
+    def forward_tasks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each task's head on its own inputs (many-task data: every task has its own images).
+
+        The shared blocks run once on the concatenation of the inputs; task t's private blocks and head see only
+        its rows. ``xs`` maps a subset of the tasks to (B_t, ...) inputs; returns task -> (B_t, ...) outputs.
+        """
+        names = list(xs)
+        sizes = [xs[t].shape[0] for t in names]
+        hidden = [torch.cat([xs[t] for t in names])]  # (Σ B_t, ...)
+        for block in self.shared:
+            hidden.append(block(hidden[-1]))
+        out = {}
+        for t in names:
+            h = hidden[min(self.attach[t], self.shared_depth)].split(sizes)[names.index(t)]
+            for block in self.private[t]:
+                h = block(h)
+            out[t] = self.heads[t](h)
+        return out
+
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.shared.parameters())
 
@@ -144,12 +163,34 @@ class CrossStitch(nn.Module):
         out = {t: self.heads[t](h) for t, h in zip(self.tasks, hs)}
         return out, torch.stack(hs)
 
+    def forward_tasks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each task's output on its own inputs (see :meth:`HardSharing.forward_tasks`).
+
+        With cross-stitch units every column must see the same images, so all columns run on the concatenated
+        inputs and task t keeps its rows; without units (independent networks) column t runs on ``xs[t]`` only.
+        """
+        names = list(xs)
+        if not self.stitch_after:
+            out = {}
+            for t in names:
+                h = xs[t]
+                for block in self.nets[self.tasks.index(t)]:
+                    h = block(h)
+                out[t] = self.heads[t](h)
+            return out
+        sizes = [xs[t].shape[0] for t in names]
+        out, _ = self(torch.cat([xs[t] for t in names]))
+        return {t: out[t].split(sizes)[i] for i, t in enumerate(names)}
+
     def stitch_parameters(self) -> list[nn.Parameter]:
         return list(self.alpha.parameters())
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Everything but the heads: through the stitch units every task's loss reaches every encoder (the
-        parameters whose task gradients can conflict, and what an aggregator combines)."""
+        """The parameters several tasks' losses reach, whose task gradients can conflict (what an aggregator
+        combines): with stitch units everything but the heads, since the units carry every task's loss into every
+        column; without units (independent networks) none."""
+        if not self.stitch_after:
+            return []
         return [p for n, p in self.named_parameters() if not n.startswith("heads.")]
 
     def task_parameters(self, task: str | None = None) -> list[nn.Parameter]:

@@ -11,7 +11,8 @@ from adaptlab._lazy import attach
 __all__, __getattr__, __dir__ = attach(__name__, {
     "adapt": ["block_heatmap_figure", "data_curve_figure"],
     "fourier": ["curves_figure", "example_figure", "lr_comparison_figure", "weights_figure"],
-    "mtl": ["cka_figure", "conflict_figure", "pareto_figure", "toy_figure"],
+    "mtl": ["cka_figure", "conflict_figure", "many_task_figure", "pareto_figure", "task_correlation_figure",
+            "toy_figure"],
     "omniglot": ["episodic_figure", "error_vs_time_figure", "oneshot20_figure"],
     "vit": ["caption_attention_figure", "caption_training_figure", "vit_accuracy_figure", "vit_cost_figure"],
 })

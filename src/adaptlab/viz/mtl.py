@@ -118,3 +118,60 @@ def toy_figure(result: dict, caption: str, schedule: str = "") -> Figure:
     fig.suptitle(caption, fontsize=9, y=0.02, va="top")
     fig.tight_layout(rect=(0, 0, 1, 0.95) if schedule else (0, 0, 1, 1))
     return fig
+
+
+def many_task_figure(results: dict) -> Figure:
+    """Mtl-omniglot: mean test accuracy per method (all / low-data / other tasks), and its gradient conflict."""
+    import matplotlib.pyplot as plt
+
+    ms = results["methods"]
+    names = list(ms)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    w = 0.27
+    for k, (key, label, color) in enumerate((("mean", "all tasks", "tab:blue"),
+                                             ("few", "low-data tasks", "tab:orange"),
+                                             ("many", "other tasks", "tab:green"))):
+        xs = [i + (k - 1) * w for i, m in enumerate(names) if key in ms[m]]
+        ax.bar(xs, [ms[m][key] for m in names if key in ms[m]], w,
+               yerr=[ms[m][key + "_std"] for m in names if key in ms[m]], color=color, capsize=2, label=label)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    ax.set_title("Multi-task Omniglot: one alphabet per task")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    conf = [m for m in names if "cosine" in ms[m]]
+    bx.bar(range(len(conf)), [ms[m]["cosine"] for m in conf], yerr=[ms[m]["cosine_std"] for m in conf],
+           color="tab:purple", capsize=2)
+    for i, m in enumerate(conf):
+        bx.annotate(f"{100 * ms[m]['negative']:.0f}% < 0", (i, ms[m]["cosine"]), fontsize=7, ha="center",
+                    xytext=(0, 4), textcoords="offset points")
+    bx.axhline(0, color="k", lw=0.8)
+    bx.set_xticks(range(len(conf)), conf, rotation=30, ha="right", fontsize=8)
+    bx.set_ylabel("mean pairwise cosine of task gradients")
+    bx.set_title("Gradient conflict on the shared parameters")
+    bx.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def task_correlation_figure(results: dict) -> Figure:
+    """Mtl-omniglot: the relation prior's learned task correlation matrices (seed 0), one per fc layer."""
+    import matplotlib.pyplot as plt
+
+    rel, tasks, few = results["relation"], results["tasks"], set(results["few_tasks"])
+    mats = rel["correlation"][0]
+    labels = [t + (" *" if t in few else "") for t in tasks]
+    n = len(tasks)
+    fig, axes = plt.subplots(1, len(mats), figsize=(0.9 + 4.2 * len(mats), 1.6 + 0.45 * n), squeeze=False)
+    for ax, M, layer in zip(axes[0], mats, rel["layers"]):
+        im = ax.imshow(M, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(n), labels, fontsize=7)
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{M[i][j]:.2f}", ha="center", va="center", fontsize=6)
+        ax.set_title(f"learned task correlation, {layer}")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle("Relation prior (seed 0); * = low-data task", fontsize=9)
+    fig.tight_layout()
+    return fig
