@@ -131,10 +131,10 @@ def test_bad_config_values_name_their_key():
     from adaptlab.experiments import registry
 
     exp = registry()["simclr-omniglot"]
-    with pytest.raises(ConfigError, match=r"pretrain\.temperature=0\.0"):
-        exp.config(["pretrain.temperature=0"])
-    with pytest.raises(ConfigError, match=r"pretrain\.scale=1\.0"):
-        exp.config(["pretrain.scale=1"])
+    with pytest.raises(ConfigError, match=r"train\.temperature=0\.0"):
+        exp.config(["train.temperature=0"])
+    with pytest.raises(ConfigError, match=r"augment\.scale=1\.0"):
+        exp.config(["augment.scale=1"])
 
 
 def test_finetuning_starts_from_the_given_encoder():
@@ -142,7 +142,7 @@ def test_finetuning_starts_from_the_given_encoder():
     from adaptlab.experiments import registry
     from adaptlab.experiments.simclr import _encoder, _protonet
 
-    cfg = registry()["simclr-omniglot"].config(["protonet.steps=1", "protonet.lr=1e-9", "protonet.n_way=5",
+    cfg = registry()["simclr-omniglot"].config(["finetune.steps=1", "finetune.lr=1e-9", "finetune.n_way=5",
                                                 "eval.curve_every=100"], quick=True)
     x, y = load_characters("small1").labelled()
     init = {k: v.clone() for k, v in _encoder(cfg, "simclr").state_dict().items()}

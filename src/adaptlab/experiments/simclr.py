@@ -31,6 +31,7 @@ from adaptlab.engine import cosine, derive_seed, fit, make_optimizer, step_halvi
 from adaptlab.experiments.omniglot import PUBLISHED, _evaluate, check_data, oneshot20_cost
 from adaptlab.io import progress, save_figure
 from adaptlab.runner import Experiment, Stages
+from adaptlab.zeroshot.contrastive import Augment
 
 #: evaluated rows, in display order; the frozen ones are scored by cosine similarity to the class means
 ROWS = ("pixels", "random", "simclr", "protonet", "simclr+protonet")
@@ -52,42 +53,29 @@ class DataConfig:
 
 
 @dataclass
-class PretrainConfig:
+class TrainConfig:
     steps: int = 200               # SimCLR steps (sized for <= 20 min of the whole run on 2 busy cores)
     batch: int = 128               # images per step; two views each, so 2 x batch go through the encoder
     lr: float = 2e-3               # Adam, cosine-decayed to 0 over the steps
     temperature: float = 0.5       # NT-Xent tau (SimCLR's choice for small batches)
     proj_hidden: int = 128         # projection head hidden width
     proj_dim: int = 64             # projection (contrastive space) size
-    rotate: float = 15.0           # augmentation: max |rotation| in degrees
-    scale: float = 0.15            # augmentation: scale in [1 - scale, 1 + scale]
-    shear: float = 10.0            # augmentation: max |shear| in degrees
-    translate: float = 0.1         # augmentation: max |shift| as a fraction of the side
-    elastic_alpha: float = 1.5     # augmentation: elastic displacement size in pixels (0: off)
-    elastic_sigma: float = 3.0     # augmentation: smoothing of the displacement field in pixels
-    cutout: float = 0.3            # augmentation: cutout square side as a fraction of the side (0: off)
-    cutout_p: float = 0.5          # augmentation: probability of a cutout per view
+    checkpoint_every: int = 50     # steps between checkpoints, in every stage (--resume continues from the last)
 
     def __post_init__(self):
-        check(1 <= self.steps <= 10_000_000, "pretrain.steps", self.steps, "an integer in 1..10000000")
-        check(2 <= self.batch <= 100_000, "pretrain.batch", self.batch, "an integer in 2..100000")
-        check(0 < self.lr <= 10, "pretrain.lr", self.lr, "a positive number <= 10")
-        check(0.01 <= self.temperature <= 100, "pretrain.temperature", self.temperature, "a number in 0.01..100")
+        check(1 <= self.steps <= 10_000_000, "train.steps", self.steps, "an integer in 1..10000000")
+        check(2 <= self.batch <= 100_000, "train.batch", self.batch, "an integer in 2..100000")
+        check(0 < self.lr <= 10, "train.lr", self.lr, "a positive number <= 10")
+        check(0.01 <= self.temperature <= 100, "train.temperature", self.temperature, "a number in 0.01..100")
         for key in ("proj_hidden", "proj_dim"):
-            check(1 <= getattr(self, key) <= 100_000, f"pretrain.{key}", getattr(self, key), "an integer in 1..100000")
-        check(0 <= self.rotate <= 180, "pretrain.rotate", self.rotate, "degrees in 0..180")
-        check(0 <= self.scale < 1, "pretrain.scale", self.scale, "a number in [0, 1)")
-        check(0 <= self.shear < 60, "pretrain.shear", self.shear, "degrees in [0, 60)")
-        check(0 <= self.translate <= 1, "pretrain.translate", self.translate, "a fraction in 0..1")
-        check(0 <= self.elastic_alpha <= 20, "pretrain.elastic_alpha", self.elastic_alpha, "pixels in 0..20")
-        check(0 < self.elastic_sigma <= 20, "pretrain.elastic_sigma", self.elastic_sigma, "pixels in (0, 20]")
-        check(0 <= self.cutout <= 1, "pretrain.cutout", self.cutout, "a fraction in 0..1")
-        check(0 <= self.cutout_p <= 1, "pretrain.cutout_p", self.cutout_p, "a probability in 0..1")
+            check(1 <= getattr(self, key) <= 100_000, f"train.{key}", getattr(self, key), "an integer in 1..100000")
+        check(1 <= self.checkpoint_every <= 10_000_000, "train.checkpoint_every", self.checkpoint_every,
+              "an integer in 1..10000000")
 
 
 @dataclass
-class ProtoNetConfig:
-    steps: int = 200               # episodes of ProtoNet training, from scratch and from the SimCLR encoder alike
+class FinetuneConfig:
+    steps: int = 200               # ProtoNet episodes, from scratch and from the SimCLR encoder alike
     n_way: int = 30                # more ways than tested (Snell et al.), as omniglot-protonet
     k_shot: int = 1
     q_query: int = 3
@@ -95,13 +83,13 @@ class ProtoNetConfig:
     lr_halve_every: int = 100      # halve the learning rate every this many steps (0: never)
 
     def __post_init__(self):
-        check(1 <= self.steps <= 10_000_000, "protonet.steps", self.steps, "an integer in 1..10000000")
-        check(2 <= self.n_way <= 10_000, "protonet.n_way", self.n_way, "an integer in 2..10000")
-        check(self.k_shot >= 1, "protonet.k_shot", self.k_shot, "an integer >= 1")
-        check(self.q_query >= 1, "protonet.q_query", self.q_query, "an integer >= 1")
-        check(self.k_shot + self.q_query <= 20, "protonet.k_shot", self.k_shot, "k_shot + q_query <= 20 drawers")
-        check(0 < self.lr <= 10, "protonet.lr", self.lr, "a positive number <= 10")
-        check(self.lr_halve_every >= 0, "protonet.lr_halve_every", self.lr_halve_every, "an integer >= 0 (0: never)")
+        check(1 <= self.steps <= 10_000_000, "finetune.steps", self.steps, "an integer in 1..10000000")
+        check(2 <= self.n_way <= 10_000, "finetune.n_way", self.n_way, "an integer in 2..10000")
+        check(self.k_shot >= 1, "finetune.k_shot", self.k_shot, "an integer >= 1")
+        check(self.q_query >= 1, "finetune.q_query", self.q_query, "an integer >= 1")
+        check(self.k_shot + self.q_query <= 20, "finetune.k_shot", self.k_shot, "k_shot + q_query <= 20 drawers")
+        check(0 < self.lr <= 10, "finetune.lr", self.lr, "a positive number <= 10")
+        check(self.lr_halve_every >= 0, "finetune.lr_halve_every", self.lr_halve_every, "an integer >= 0 (0: never)")
 
 
 @dataclass
@@ -127,15 +115,10 @@ class EvalConfig:
 @dataclass
 class SimCLRConfig(BaseConfig):
     data: DataConfig = field(default_factory=DataConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    protonet: ProtoNetConfig = field(default_factory=ProtoNetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)         # SimCLR pretraining (no labels)
+    augment: Augment = field(default_factory=Augment)                # the views
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # the two ProtoNet stages (labels)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint_every: int = 50     # training steps between checkpoints (--resume continues from the last one)
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(1 <= self.checkpoint_every <= 10_000_000, "checkpoint_every", self.checkpoint_every,
-              "an integer in 1..10000000")
 
 
 # ------------------------------------------------------------------------------------------ pieces
@@ -172,12 +155,11 @@ def _curve(cfg: SimCLRConfig, embed, head, steps: int):
 
 def _pretrain(cfg: SimCLRConfig, x: torch.Tensor, checkpoint=None) -> dict:
     """Stage 1: SimCLR on the unlabelled images ``x (M, 1, S, S)``; returns the encoder state and history."""
-    from adaptlab.zeroshot.contrastive import Augment, SimCLR
+    from adaptlab.zeroshot.contrastive import SimCLR
 
-    p, dev = cfg.pretrain, cfg.device
+    p, dev = cfg.train, cfg.device
     enc = _encoder(cfg, "simclr")
-    aug = Augment(p.rotate, p.scale, p.shear, p.translate, p.elastic_alpha, p.elastic_sigma, p.cutout, p.cutout_p)
-    model = SimCLR(enc, enc.feature_dim(cfg.data.size), p.proj_hidden, p.proj_dim, p.temperature, aug).to(dev)
+    model = SimCLR(enc, enc.feature_dim(cfg.data.size), p.proj_hidden, p.proj_dim, p.temperature, cfg.augment).to(dev)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, STREAMS["simclr"]))
     xd = x.to(dev)
     hist = {"loss": [], "curve_step": [], "curve_seconds": [], "curve_error": []}
@@ -194,7 +176,7 @@ def _protonet(cfg: SimCLRConfig, x: torch.Tensor, y: torch.Tensor, stream: str, 
     from adaptlab.meta.protonet import ProtoNet, proto_logits
     from adaptlab.tasks.episodes import EpisodeSampler
 
-    t, dev = cfg.protonet, cfg.device
+    t, dev = cfg.finetune, cfg.device
     enc = _encoder(cfg, stream)
     if init is not None:
         enc.load_state_dict(init)
@@ -243,7 +225,7 @@ def run(cfg: SimCLRConfig, out_dir: Path, resume: bool) -> dict:
     if cfg.data.rotations:
         chars = chars.with_rotations()
     x, y = chars.labelled()
-    stages = Stages(out_dir, resume, every=cfg.checkpoint_every)
+    stages = Stages(out_dir, resume, every=cfg.train.checkpoint_every)
     done = {"simclr": stages.run("simclr", _pretrain, cfg, x)}
     done["protonet"] = stages.run("protonet", _protonet, cfg, x, y, "protonet", None)
     done["simclr+protonet"] = stages.run("simclr+protonet", _protonet, cfg, x, y, "simclr+protonet",
@@ -290,8 +272,8 @@ def summary(results: dict, cfg) -> str:
 EXPERIMENTS = [
     Experiment("simclr-omniglot", "SimCLR (NT-Xent) on Omniglot without labels: frozen features vs pixels, random, "
                "ProtoNet; ProtoNet fine-tuned from SimCLR", SimCLRConfig, run, figures, summary,
-               quick={"pretrain.steps": 3, "pretrain.batch": 16, "protonet.steps": 2, "protonet.n_way": 5,
-                      "protonet.q_query": 1, "eval.episodes": 10, "eval.ways": [5], "eval.shots": [1],
+               quick={"train.steps": 3, "train.batch": 16, "finetune.steps": 2, "finetune.n_way": 5,
+                      "finetune.q_query": 1, "eval.episodes": 10, "eval.ways": [5], "eval.shots": [1],
                       "eval.queries": 1, "eval.curve_every": 100},
                check=check_data),
 ]

@@ -49,6 +49,6 @@ def simclr_accuracy_figure(results: dict) -> Figure:
                       label=LABELS.get(row, row))
         ax.bar_label(bars, fmt="%.0f", fontsize=6)
     ax.set_xticks(range(len(settings)), settings, fontsize=8)
-    ax.set(ylabel="accuracy (%)", ylim=(0, 105), title="Frozen features vs trained ProtoNet (higher is better)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set(ylabel="accuracy (%)", ylim=(0, 125), title="Frozen features vs trained ProtoNet (higher is better)")
+    ax.legend(fontsize=7, loc="upper left", ncol=3)
     return fig

@@ -55,6 +55,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from adaptlab.config import check
+
 # ------------------------------------------------------------------------------------------ the loss
 
 
@@ -97,16 +99,26 @@ def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0
 
 @dataclass(frozen=True)
 class Augment:
-    """Strengths of the random view (each 0 switches that part off)."""
+    """Strengths of the random view (each 0 switches that part off); out-of-range values are a ConfigError."""
 
     rotate: float = 15.0           # max |rotation| (degrees)
     scale: float = 0.15            # scale drawn from [1 - scale, 1 + scale]
     shear: float = 10.0            # max |shear| (degrees)
     translate: float = 0.1         # max |shift| as a fraction of the image side
-    elastic_alpha: float = 2.0     # elastic displacement size (pixels, after smoothing)
+    elastic_alpha: float = 1.5     # elastic displacement size (pixels, after smoothing)
     elastic_sigma: float = 3.0     # Gaussian smoothing of the displacement field (pixels)
     cutout: float = 0.3            # side of the blanked square as a fraction of the image side
     cutout_p: float = 0.5          # probability that an image gets a cutout
+
+    def __post_init__(self):
+        check(0 <= self.rotate <= 180, "augment.rotate", self.rotate, "degrees in 0..180")
+        check(0 <= self.scale < 1, "augment.scale", self.scale, "a number in [0, 1)")
+        check(0 <= self.shear < 60, "augment.shear", self.shear, "degrees in [0, 60)")
+        check(0 <= self.translate <= 1, "augment.translate", self.translate, "a fraction in 0..1")
+        check(0 <= self.elastic_alpha <= 20, "augment.elastic_alpha", self.elastic_alpha, "pixels in 0..20")
+        check(0 < self.elastic_sigma <= 20, "augment.elastic_sigma", self.elastic_sigma, "pixels in (0, 20]")
+        check(0 <= self.cutout <= 1, "augment.cutout", self.cutout, "a fraction in 0..1")
+        check(0 <= self.cutout_p <= 1, "augment.cutout_p", self.cutout_p, "a probability in 0..1")
 
 
 def _uniform(n: int, bound: float, g: torch.Generator) -> torch.Tensor:  # (n,) in [-bound, bound]
