@@ -152,15 +152,30 @@ def test_finetuning_starts_from_the_given_encoder():
     assert torch.allclose(tuned[w], init[w], atol=1e-6) and not torch.allclose(scratch[w], init[w], atol=1e-3)
 
 
-def test_reduced_simclr_features_beat_pixels_and_a_random_encoder(tmp_path):
-    """30 SimCLR steps of 64 images, no labels: frozen features well above pixels and the random encoder."""
-    from adaptlab.experiments import registry
+def test_reduced_simclr_features_beat_pixels_and_a_random_encoder():
+    """60 SimCLR steps of 32 unlabelled images (Conv4 with 32 filters): frozen features far above raw pixels
+    and the random encoder on 5-way 1-shot episodes of alphabets never seen."""
+    from adaptlab.data.omniglot import load_characters
+    from adaptlab.eval.metrics import episode_accuracy
+    from adaptlab.experiments.omniglot import held_out
+    from adaptlab.experiments.simclr import _cosine_head
+    from adaptlab.models.conv4 import Conv4
+    from adaptlab.tasks.episodes import EpisodeSampler
 
-    exp = registry()["simclr-omniglot"]
-    cfg = exp.config(["pretrain.steps=30", "pretrain.batch=64", "protonet.steps=1", "eval.episodes=200",
-                      "eval.ways=[20]", "eval.shots=[1]", "eval.queries=2", "eval.curve_every=1000"])
-    res = exp.run(cfg, tmp_path, resume=False)["episodic"]
-    acc = {row: res[row]["20-way 1-shot"]["accuracy"] for row in ("pixels", "random", "simclr")}
-    # Measured (1 thread): simclr 0.46-0.49 over seeds 0-2, random 0.25, pixels 0.23; the 200 episodes' 95% CI
-    # is +-0.014, so a 0.1 margin is far outside the spread.
-    assert acc["simclr"] > acc["pixels"] + 0.1 and acc["simclr"] > acc["random"] + 0.1, acc
+    x, _ = load_characters("small1").with_rotations().labelled()
+    tx, ty = held_out("small1").labelled()                       # Japanese (katakana), Sanskrit, Tagalog
+    model = SimCLR(Conv4(hidden=32, track_running_stats=True), feature_dim=32)
+    random = SimCLR(Conv4(hidden=32, track_running_stats=True), feature_dim=32)
+    opt, g = torch.optim.Adam(model.parameters(), lr=3e-3), torch.Generator().manual_seed(0)
+    for _ in range(60):
+        loss = model.loss(x[torch.randint(len(x), (32,), generator=g)], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    acc = {name: episode_accuracy(_cosine_head, EpisodeSampler(z, ty, 5, 1, 2), 200,
+                                  torch.Generator().manual_seed(1))["accuracy"]
+           for name, z in (("pixels", tx.flatten(1)), ("random", random.embed(tx)), ("simclr", model.embed(tx)))}
+    # Measured (1 thread, this code with torch.manual_seed(s) for s = 0, 1, 2): simclr 0.654 / 0.559 / 0.544,
+    # random encoder 0.366 / 0.361 / 0.434, pixels 0.400; the 200 episodes' 95% CI is about +-0.03. The smallest
+    # margins over the 3 seeds are 0.144 (pixels) and 0.110 (random): the bounds sit below both.
+    assert acc["simclr"] > acc["pixels"] + 0.08 and acc["simclr"] > acc["random"] + 0.05, acc

@@ -81,15 +81,18 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
 
 
 def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """The same loss as a straightforward loop over the 2N anchors (the oracle of tests and benchmarks)."""
+    """The same loss written straight from the formula, one anchor at a time (the oracle of tests and benchmarks):
+    numerator from the partner, denominator over the 2N - 1 other views (the anchor removed by index)."""
     z = torch.cat([z1, z2])
     n2 = z.shape[0]
     losses = []
     for i in range(n2):
-        zi = z[i] / z[i].norm()
+        zi = z[i] / z[i].norm()                                                 # (D,)
+        others = torch.cat([z[:i], z[i + 1:]])
+        others = others / others.norm(dim=1, keepdim=True)                      # (2N - 1, D)
         p = (i + n2 // 2) % n2
         num = torch.exp(zi @ (z[p] / z[p].norm()) / temperature)
-        den = sum(torch.exp(zi @ (z[k] / z[k].norm()) / temperature) for k in range(n2) if k != i)
+        den = torch.exp(others @ zi / temperature).sum()
         losses.append(-torch.log(num / den))
     return torch.stack(losses).mean()
 
