@@ -44,6 +44,12 @@ _CELL = {"acc": 0.5, "ci95": 0.1, "n_used": 100}
 SURGICAL = {"n_target": 100, "shifts": {s: {"n": {"100": {"block1": _CELL, "head": {**_CELL, "acc": 0.3}},
                                                   "1000": {"block1": {**_CELL, "n_used": 1000}}}}
                                         for s in ("contrast:5", "labels")}}
+_H = {"curve_step": [0, 50], "curve_error": [75.0, 50.0]}
+SIMCLR = {"background": "small1", "rows": ["pixels", "simclr"], "protonet_small1_reference": 16.75,
+          "published": {"deep convnet (full)": 13.5}, "history": {"simclr": _H},
+          "oneshot20": {"pixels": {"error": 76.5}, "random": {"error": 73.5}, "simclr": {"error": 48.0}},
+          "episodic": {r: {"5-way 1-shot": {"accuracy": a, "ci95": 0.01}}
+                       for r, a in (("pixels", 0.4), ("simclr", 0.8))}}
 
 DRAW = {
     "block_heatmap": lambda: viz.block_heatmap_figure(SURGICAL),
@@ -64,6 +70,8 @@ DRAW = {
                                                               title="joint"),
     "vit_accuracy": lambda: viz.vit_accuracy_figure(VIT),
     "vit_cost": lambda: viz.vit_cost_figure(VIT),
+    "simclr_curve": lambda: viz.simclr_curve_figure(SIMCLR),
+    "simclr_accuracy": lambda: viz.simclr_accuracy_figure(SIMCLR),
 }
 
 
