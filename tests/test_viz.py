@@ -48,6 +48,12 @@ _MT = {"mean": 40.0, "mean_std": 1.0, "few": 30.0, "few_std": 2.0, "many": 45.0,
 MANYTASK = {"tasks": ["a", "b"], "few_tasks": ["b"],
             "methods": {"independent": _MT, "1-fc": {**_MT, "cosine": 0.05, "cosine_std": 0.01, "negative": 0.4}},
             "relation": {"layers": ["fc1", "fc2"], "correlation": [[[[1.0, 0.1], [0.1, 1.0]]] * 2]}}
+_H = {"curve_step": [0, 50], "curve_error": [75.0, 50.0]}
+SIMCLR = {"background": "small1", "rows": ["pixels", "simclr"], "protonet_small1_reference": 16.75,
+          "published": {"deep convnet (full)": 13.5}, "history": {"simclr": _H},
+          "oneshot20": {"pixels": {"error": 76.5}, "random": {"error": 73.5}, "simclr": {"error": 48.0}},
+          "episodic": {r: {"5-way 1-shot": {"accuracy": a, "ci95": 0.01}}
+                       for r, a in (("pixels", 0.4), ("simclr", 0.8))}}
 
 DRAW = {
     "block_heatmap": lambda: viz.block_heatmap_figure(SURGICAL),
@@ -70,6 +76,8 @@ DRAW = {
                                                               title="joint"),
     "vit_accuracy": lambda: viz.vit_accuracy_figure(VIT),
     "vit_cost": lambda: viz.vit_cost_figure(VIT),
+    "simclr_curve": lambda: viz.simclr_curve_figure(SIMCLR),
+    "simclr_accuracy": lambda: viz.simclr_accuracy_figure(SIMCLR),
 }
 
 

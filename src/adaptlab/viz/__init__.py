@@ -1,7 +1,8 @@
 """Figures drawn from results dicts: ``fig = viz.pareto_figure(results)``, then ``adaptlab.io.save_figure``.
 
 One module per experiment family (:mod:`~adaptlab.viz.adapt`, :mod:`~adaptlab.viz.fourier`,
-:mod:`~adaptlab.viz.mtl`, :mod:`~adaptlab.viz.omniglot`, :mod:`~adaptlab.viz.vit`); every function takes the results
+:mod:`~adaptlab.viz.mtl`, :mod:`~adaptlab.viz.omniglot`, :mod:`~adaptlab.viz.simclr`,
+:mod:`~adaptlab.viz.vit`); every function takes the results
 (plus, by name, what the results do not hold) and returns a matplotlib Figure. matplotlib is imported only when a
 figure is drawn.
 """
@@ -14,5 +15,6 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "mtl": ["cka_figure", "conflict_figure", "many_task_figure", "pareto_figure", "task_correlation_figure",
             "toy_figure"],
     "omniglot": ["episodic_figure", "error_vs_time_figure", "oneshot20_figure"],
+    "simclr": ["simclr_accuracy_figure", "simclr_curve_figure"],
     "vit": ["caption_attention_figure", "caption_training_figure", "vit_accuracy_figure", "vit_cost_figure"],
 })
