@@ -1,5 +1,6 @@
 """Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions, Omniglot, CIFAR-10(-C) and text tasks (capitals,
-MMLU, WordNet) and word-level tasks (inflections, capitals, translations, number words, WordNet relations), read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
+MMLU, WordNet) and word-level tasks (inflections, capitals, translations, number words, WordNet relations),
+read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
 SHA-256 or structure) before use, with clear errors when missing; image corruptions (ImageNet-C style) and label /
 sub-population shifts."""
 
