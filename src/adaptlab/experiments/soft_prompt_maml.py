@@ -27,8 +27,11 @@ attention kernel has no double backward, so the model is switched to eager atten
 first order: it is exact enough for a few inner steps, keeps no graph through the inner loop, and on this CPU
 each second-order step costs several first-order ones.
 
-The soft prompt's keys and values are computed once per step at batch 1 and expanded over the rows (prefix
-caching, the prompt comes first), with the graph kept so that gradients reach the prompt.
+The prompt's init, freezing and embedding lookup come from the soft-prompt core (:mod:`adaptlab.lm.softprompt`).
+Its forward takes one prompt per call; here :func:`prompt_forward` takes one prompt *per episode*, so that the E
+episodes of a meta-step or of the meta-test are tuned as one batch (one forward instead of E; on two loaded cores
+the fixed cost of a 30-layer forward dominates these 4-token inputs). Each prompt's keys and values are computed
+once and expanded over its rows (prefix caching, as in the core), with the graph kept so gradients reach it.
 
 ``model=tiny-random`` (the quick form) is a random 2-layer GPT-2 with a character tokenizer: there the target
 is the first token of ``" {target}"`` (a space), so its numbers are a smoke test, nothing more.
@@ -127,9 +130,10 @@ def _model(cfg: SoftMAMLConfig):
     lm = tiny_random_lm(seed=cfg.seed) if cfg.model == TINY else load_causal_lm(cfg.model, device=cfg.device)
     if not cfg.train.first_order:  # CPU SDPA attention has no double backward
         lm.model.set_attn_implementation("eager")
-    for p in lm.model.parameters():
-        p.requires_grad_(False)
-    return lm
+    from adaptlab.lm.softprompt import freeze, input_embedding
+
+    input_embedding(lm)  # a model without input embeddings cannot take a soft prompt: one line
+    return freeze(lm)
 
 
 def pools(cfg: SoftMAMLConfig, lm) -> dict[str, list[tuple[list[int], int]]]:
@@ -207,8 +211,9 @@ def prompt_forward(lm, cache_prompt: bool = True):
     import torch
 
     from adaptlab.lm.scoring import _head, base_forward
+    from adaptlab.lm.softprompt import input_embedding
 
-    emb = lm.model.get_input_embeddings()
+    emb = input_embedding(lm)
 
     def forward(params, buffers, inputs):
         ids, last = inputs["ids"], inputs["last"]
@@ -247,13 +252,15 @@ def episode_ce(logits, y):
 
 
 def vocab_init(lm, P: int, seed: int):
-    """P input embeddings of token ids drawn from the first 5000 (Lester et al.'s 'sampled vocabulary')."""
+    """The core's ``"vocab"`` init (:func:`adaptlab.lm.softprompt.init_prompt`): P input embeddings of token ids
+    drawn from the first 5000 (Lester et al.'s sampled vocabulary), seeded."""
     import torch
 
-    W = lm.model.get_input_embeddings().weight
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, min(5000, W.shape[0]), (P,), generator=g)
-    return W[ids].detach().clone()  # (P, D)
+    from adaptlab.lm.softprompt import init_prompt
+
+    return init_prompt(lm, P, "vocab", generator=torch.Generator().manual_seed(seed))  # (P, D)
+
+
 def check_inputs(cfg: SoftMAMLConfig) -> None:
     """Every word task's source and the model are there (one line, exit 2, before any run folder)."""
     from adaptlab.data.wordtasks import word_task
