@@ -32,10 +32,10 @@ in memory and as JSON under ``$ADAPTLAB_CACHE/wordtasks`` (:func:`adaptlab.lm.lo
 Example::
 
     >>> pairs = word_task("number")
-    >>> pairs[17], len(pairs)
-    (('17', 'seventeen'), 200)
-    >>> [b for a, b in fit_tokenizer(pairs, lambda s: s.split("-"))][20:23]  # words without a hyphen
-    ['twenty', 'thirty', 'forty']
+    >>> dict(pairs)["17"], len(pairs)
+    ('seventeen', 200)
+    >>> fit_tokenizer([("21", "twenty-one"), ("30", "thirty")], lambda s: s.split("-"))  # one "token" only
+    [('30', 'thirty')]
 """
 
 from __future__ import annotations
