@@ -216,12 +216,12 @@ def prompt_forward(lm, cache_prompt: bool = True):
     emb = input_embedding(lm)
 
     def forward(params, buffers, inputs):
-        ids, last = inputs["ids"], inputs["last"]
+        dev = emb.weight.device  # episodes are built on the CPU; the model may sit on a GPU
+        ids, last = inputs["ids"].to(dev), inputs["last"].to(dev)
         single = ids.dim() == 2
         if single:
             ids, last = ids[None], last[None]
         E, n, L = ids.shape
-        dev = ids.device
         head = params["prompt"]
         head = head[None] if head.dim() == 2 else head  # (1 or E, P, D)
         if lm.bos_ids:
@@ -248,7 +248,8 @@ def episode_ce(logits, y):
     episode ``(n, V), (n,)``) -> scalar. Its gradient w.r.t. per-episode prompts is each episode's own."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum") / y.shape[-1]
+    flat = y.reshape(-1).to(logits.device)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat, reduction="sum") / y.shape[-1]
 
 
 def vocab_init(lm, P: int, seed: int):
@@ -352,6 +353,7 @@ def meta_test(cfg: SoftMAMLConfig, lm, eps: list, inits: dict) -> dict:
     the few-shot (support pairs as demonstrations) and zero-shot hard prompts."""
     import torch
 
+    from adaptlab.lm.softprompt import input_embedding
     from adaptlab.meta.maml import inner_adapt
 
     fwd, pad = prompt_forward(lm), lm.pad_id()
@@ -362,8 +364,9 @@ def meta_test(cfg: SoftMAMLConfig, lm, eps: list, inits: dict) -> dict:
     def score(prompt):
         with torch.no_grad():
             logits = fwd({"prompt": prompt}, {}, xq)  # (E, n_q, V)
-            acc = (logits.argmax(-1) == yq).double().mean(1)
-            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), yq, reduction="none").double().mean(1)
+            y = yq.to(logits.device)
+            acc = (logits.argmax(-1) == y).double().mean(1).cpu()
+            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").double().mean(1).cpu()
         return acc.tolist(), loss.tolist()
 
     out: dict = {"types": [name for name, _, _ in eps], "inits": {}}
@@ -380,17 +383,18 @@ def meta_test(cfg: SoftMAMLConfig, lm, eps: list, inits: dict) -> dict:
             curve[str(k)] = {"acc": acc, "loss": loss}
         out["inits"][name] = curve
         out.setdefault("seconds", {})[name] = time.perf_counter() - t0
-    emb = lm.model.get_input_embeddings()
+    emb = input_embedding(lm)
     nl = lm.encode("\n")
     for mode in ("fewshot", "zeroshot"):
         accs = []
         for _, support, query in eps:
             demo = [i for x, t in support for i in x + [t] + nl] if mode == "fewshot" else []
-            prompt = emb(torch.tensor(demo, dtype=torch.long)).detach()  # a hard prompt is its token embeddings
+            ids = torch.tensor(demo, dtype=torch.long, device=emb.weight.device)
+            prompt = emb(ids).detach()  # a hard prompt is its token embeddings
             x1, y1 = stack([query], pad)
             with torch.no_grad():
                 logits = fwd({"prompt": prompt}, {}, {k: v[0] for k, v in x1.items()})  # (n_q, V)
-            accs.append(float((logits.argmax(-1) == y1[0]).double().mean()))
+            accs.append(float((logits.argmax(-1).cpu() == y1[0]).double().mean()))
         out[mode] = accs
     return out
 
