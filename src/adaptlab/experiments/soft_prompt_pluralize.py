@@ -101,6 +101,11 @@ def nouns(cfg: PluralizeConfig, lm) -> dict:
     if len(rows) < need:
         raise DataError(f"only {len(rows)} nouns have a single-token plural for {lm.name}; lower n_train + n_val "
                         f"(= {need})")
+    return {"train": rows[:cfg.n_train], "val": rows[cfg.n_train:need], "test": test_nouns(lm)}
+
+
+def test_nouns(lm) -> list[tuple[str, str, int]]:
+    """The 7 irregulars as (noun, plural, target id); a plural that is not one token is a DataError."""
     import inflect
 
     eng = inflect.engine()
@@ -109,14 +114,17 @@ def nouns(cfg: PluralizeConfig, lm) -> dict:
         p = eng.plural_noun(w)
         t = single_token(lm, p)
         if t is None:
-            raise DataError(f"the irregular plural {p!r} is not a single token for {lm.name}; the test needs "
-                            "a model whose tokenizer has these plurals as one token (SmolLM2 does)")
+            raise DataError(f"the irregular plural {p!r} is not a single token for {lm.name} (it is "
+                            f"{len(lm.encode(' ' + p))} tokens); the target must be one token: use a model whose "
+                            "tokenizer has these plurals as one token (SmolLM2 does)")
         test.append((w, p, t))
-    return {"train": rows[:cfg.n_train], "val": rows[cfg.n_train:need], "test": test}
+    return test
 
 
 def check_inputs(cfg: PluralizeConfig) -> None:
-    common.check_model(cfg.model)
+    lm = common.check_model(cfg.model)
+    if lm is not None:
+        test_nouns(lm)
     if cfg.peft:
         common.check_peft()
     from adaptlab.data.text import wordnet_dir

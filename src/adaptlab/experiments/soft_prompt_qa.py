@@ -83,7 +83,9 @@ def _variant_ok(v: str) -> bool:
 
 
 def check_inputs(cfg: QAConfig) -> None:
-    common.check_model(cfg.model)
+    lm = common.check_model(cfg.model)
+    if lm is not None:
+        letter_ids(lm)
     from adaptlab.data.text import load_capitals
 
     load_capitals(5, seed=cfg.seed)
@@ -93,8 +95,8 @@ def letter_ids(lm) -> list[int]:
     """Token ids of " A".." E" (the tiny random model's characters "A".."E": it has no " A" token)."""
     ids = [lm.encode(("" if lm.name == "tiny-random-gpt2" else " ") + c) for c in "ABCDE"]
     if any(len(i) != 1 for i in ids):
-        raise DataError(f"the answer letters ' A'..' E' are not single tokens for {lm.name}; this experiment "
-                        "scores one letter token")
+        raise DataError(f"the answer letters ' A'..' E' are not single tokens for {lm.name} (' A' is "
+                        f"{len(ids[0])} tokens); the target must be one token: use a model whose tokenizer has them")
     return [i[0] for i in ids]
 
 
