@@ -141,3 +141,15 @@ def test_a_model_folder_with_multi_token_letters_fails_before_the_run(tmp_path):
     code, _, err = cli("run", "soft-prompt-qa", "--quick", "--out", str(out), "--set", f"model={tmp_path / 'm'}")
     assert code == 2 and "the target must be one token" in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_hard_prompt_as_embeddings_equals_the_tokens_in_the_context():
+    from adaptlab.lm.softprompt import next_token_logits
+
+    lm = freeze(tiny_random_lm(seed=2))
+    lm.model.double()
+    pre = "The plural of cat is cats.\n"
+    ctx = ["The plural of dog is", "x"]
+    got = next_token_logits(common.hard_prompt(pre, lm), lm, [lm.encode(c) for c in ctx])
+    ref = next_token_logits(None, lm, [lm.encode(pre + c) for c in ctx])
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)

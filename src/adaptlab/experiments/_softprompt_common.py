@@ -147,6 +147,16 @@ def predict_next(lm, prompt: torch.Tensor | None, contexts: Sequence[Sequence[in
     return out
 
 
+def hard_prompt(text: str, lm) -> torch.Tensor | None:
+    """The token embeddings of ``text`` as a ``(P, D)`` prompt (None for no text): fed through the soft-prompt
+    path it is exactly the hard prompt ``text`` (the same inputs_embeds), and its keys and values are computed
+    once per batch by the prefix cache instead of once per row."""
+    from adaptlab.lm.softprompt import input_embedding
+
+    ids = lm.encode(text) if text else []
+    return input_embedding(lm).weight[torch.tensor(ids, device=lm.device)].detach() if ids else None
+
+
 def unigram_ranks(lm, texts: Sequence[str]) -> dict[int, int]:
     """Rank (1 = most frequent) of each token id in ``texts`` tokenized by the model's tokenizer."""
     counts: Counter = Counter()

@@ -150,9 +150,9 @@ def hard_prompts(cfg, lm, data) -> dict:
         accs, tests = [], []
         for d in range(1 if k == 0 else cfg.demo_draws):
             demo = random.Random(derive_seed(cfg.seed, 10 + d)).sample(data["train"], k)
-            prefix = "".join(f"{TEMPLATE.format(s)} {p}.\n" for s, p, _ in demo)
-            accs.append(_accuracy(common.predict_next(lm, None, _contexts(lm, data["val"], prefix)), data["val"]))
-            tests.append(round(_accuracy(common.predict_next(lm, None, _contexts(lm, data["test"], prefix)),
+            prefix = common.hard_prompt("".join(f"{TEMPLATE.format(s)} {p}.\n" for s, p, _ in demo), lm)
+            accs.append(_accuracy(common.predict_next(lm, prefix, _contexts(lm, data["val"])), data["val"]))
+            tests.append(round(_accuracy(common.predict_next(lm, prefix, _contexts(lm, data["test"])),
                                          data["test"]) * len(data["test"])))
         out[str(k)] = {"val_accuracy": statistics.fmean(accs), "val_accuracy_draws": accs, "test_correct": tests}
     return out
