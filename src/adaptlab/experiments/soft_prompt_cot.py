@@ -80,13 +80,13 @@ def problems(n: int, seed: int) -> list[tuple[str, str, int]]:
 class CoTConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
     n_train: int = 160  # training problems
-    n_test: int = 40  # held-out problems (disjoint from training)
+    n_test: int = 30  # held-out problems (disjoint from training)
     prompt_len: int = 20  # soft tokens P
     init: str = "vocab"  # soft prompt init: uniform, vocab or text
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 8  # problems per step
     epochs: int = 2  # passes over the training problems
-    max_new_tokens: int = 48  # greedy tokens generated per held-out problem (a reasoning line and the answer)
+    max_new_tokens: int = 40  # greedy tokens generated per held-out problem (a reasoning line and the answer)
 
     def __post_init__(self) -> None:
         super().__post_init__()
