@@ -119,11 +119,12 @@ def test_a_target_that_is_not_one_token_is_refused():
 
 
 @pytest.mark.parametrize("name, override, message", [
-    ("soft-prompt-pluralize", "prompt_len=0", "prompt_len=0 is invalid; expected an integer in 1..512"),
+    ("soft-prompt-pluralize", "train.prompt_len=0", "train.prompt_len=0 is invalid; expected an integer in 1..512"),
+    ("soft-prompt-pluralize", "notebook.prompt_len=-2", "notebook.prompt_len=-2 is invalid"),
     ("soft-prompt-pluralize", "init=zeros", "init='zeros' is invalid; expected one of"),
     ("soft-prompt-qa", "K=-1", "K=-1 is invalid; expected an integer in 1..64"),
     ("soft-prompt-qa", "variants=0:vocab", "variants=['0:vocab'] is invalid"),
-    ("soft-prompt-cot", "prompt_len=-5", "prompt_len=-5 is invalid"),
+    ("soft-prompt-cot", "train.prompt_len=-5", "train.prompt_len=-5 is invalid"),
     ("soft-prompt-cot", "model=no/such/folder", "is neither a local folder nor a reachable HuggingFace model"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, name, override, message):
