@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -115,7 +116,7 @@ def main() -> None:
                      f"{r['max_loss_diff']:.1e} |")
     lines += ["", f"Medians of {args.repeats} interleaved steps after one warm-up; load average "
               f"{', '.join(f'{x:.1f}' for x in res['loadavg'])} on {res['cpu_count']} cores. Command: "
-              "`python benchmarks/bench_softprompt.py`.", ""]
+              f"`{' '.join(['python benchmarks/bench_softprompt.py', *sys.argv[1:]])}`.", ""]
     (out / "softprompt.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -10,8 +10,8 @@ python -m pip install --upgrade pip >/dev/null 2>&1 || true
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
   python -m pip install "torch==2.13.0"
 fi
-extras="[data,caption,lm,softmaml]"   # data: the mnist1d generator; caption: sacrebleu; lm: transformers, gguf, ...
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softmaml]"
+extras="[data,caption,lm,softprompt,softmaml]"   # data: mnist1d; caption: sacrebleu; lm: transformers, gguf, ...; softprompt: peft; softmaml: lemminflect, num2words
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml]"
 # Pin the torch that is installed for everything after, so no dependency (accelerate, ...) can swap it.
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT

@@ -31,9 +31,12 @@ def load_model(name: str, seed: int = 0, device: str = "cpu"):
     return freeze(lm)
 
 
-def check_model(name: str) -> None:
-    """The model can be found before a run folder exists (SmolLM2: its wheel)."""
+def check_model(name: str):
+    """The model can be found before a run folder exists. SmolLM2 (its wheel is there) and the tiny model give
+    None; any other name is loaded here, so a bad name or a model without input embeddings fails in one line,
+    and the loaded model is returned for the experiment's own token checks."""
     from adaptlab.lm.load import SMOLLM2, smollm2_gguf
+    from adaptlab.lm.softprompt import input_embedding
 
     try:
         import transformers  # noqa: F401
@@ -41,6 +44,12 @@ def check_model(name: str) -> None:
         raise DataError("soft prompts need transformers; run: pip install 'adaptlab[lm]'") from None
     if name == SMOLLM2:
         smollm2_gguf()
+        return None
+    if name == TINY:
+        return None
+    lm = load_model(name)
+    input_embedding(lm)
+    return lm
 
 
 def check_peft() -> None:
@@ -136,6 +145,16 @@ def predict_next(lm, prompt: torch.Tensor | None, contexts: Sequence[Sequence[in
         else:
             out += logits.argmax(-1).tolist()
     return out
+
+
+def hard_prompt(text: str, lm) -> torch.Tensor | None:
+    """The token embeddings of ``text`` as a ``(P, D)`` prompt (None for no text): fed through the soft-prompt
+    path it is exactly the hard prompt ``text`` (the same inputs_embeds), and its keys and values are computed
+    once per batch by the prefix cache instead of once per row."""
+    from adaptlab.lm.softprompt import input_embedding
+
+    ids = lm.encode(text) if text else []
+    return input_embedding(lm).weight[torch.tensor(ids, device=lm.device)].detach() if ids else None
 
 
 def unigram_ranks(lm, texts: Sequence[str]) -> dict[int, int]:

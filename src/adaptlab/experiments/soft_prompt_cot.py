@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptlab.config import BaseConfig, check
@@ -77,28 +77,33 @@ def problems(n: int, seed: int) -> list[tuple[str, str, int]]:
 
 
 @dataclass
+class TrainConfig:
+    prompt_len: int = 20  # soft tokens P
+    epochs: int = 2  # passes over the training problems
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 8  # problems per step
+
+
+@dataclass
 class CoTConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
     n_train: int = 160  # training problems
-    n_test: int = 40  # held-out problems (disjoint from training)
-    prompt_len: int = 20  # soft tokens P
+    n_test: int = 30  # held-out problems (disjoint from training)
     init: str = "vocab"  # soft prompt init: uniform, vocab or text
-    lr: float = 1e-3  # Adam learning rate
-    batch_size: int = 8  # problems per step
-    epochs: int = 2  # passes over the training problems
-    max_new_tokens: int = 48  # greedy tokens generated per held-out problem (a reasoning line and the answer)
+    train: TrainConfig = field(default_factory=TrainConfig)  # both soft prompts (one per loss mask)
+    max_new_tokens: int = 40  # greedy tokens generated per held-out problem (a reasoning line and the answer)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(4 <= self.n_train <= 2000, "n_train", self.n_train, "an integer in 4..2000")
         check(2 <= self.n_test <= 500, "n_test", self.n_test, "an integer in 2..500")
-        check(1 <= self.prompt_len <= 512, "prompt_len", self.prompt_len,
-              "an integer in 1..512 (soft tokens; 0 or less is no prompt)")
         check(self.init in INITS, "init", self.init, f"one of {INITS}")
-        check(0 < self.lr <= 1.0, "lr", self.lr, "a number in (0, 1]")
-        check(1 <= self.batch_size <= self.n_train, "batch_size", self.batch_size,
-              f"an integer in 1..n_train ({self.n_train})")
-        check(1 <= self.epochs <= 100, "epochs", self.epochs, "an integer in 1..100")
+        check(isinstance(self.train.prompt_len, int) and 1 <= self.train.prompt_len <= 512, "train.prompt_len",
+              self.train.prompt_len, "an integer in 1..512 (soft tokens; 0 or less is no prompt)")
+        check(1 <= self.train.epochs <= 100, "train.epochs", self.train.epochs, "an integer in 1..100")
+        check(0 < self.train.lr <= 1.0, "train.lr", self.train.lr, "a number in (0, 1]")
+        check(1 <= self.train.batch_size <= self.n_train, "train.batch_size", self.train.batch_size,
+              "an integer in 1..n_train")
         check(4 <= self.max_new_tokens <= 256, "max_new_tokens", self.max_new_tokens, "an integer in 4..256")
 
 
@@ -138,12 +143,12 @@ def train(cfg, lm, data, mask, ckpt) -> dict:
     segs = [_segments(lm, *r) for r in data["train"]]
 
     def batches(step):
-        return make_batch(lm, [segs[i] for i in common.order(len(segs), cfg.batch_size, cfg.seed, step)], loss_on)
+        return make_batch(lm, [segs[i] for i in common.order(len(segs), cfg.train.batch_size, cfg.seed, step)], loss_on)
 
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, 1))
-    prompt0 = init_prompt(lm, cfg.prompt_len, cfg.init, text="Solve the problem step by step.", generator=g)
-    steps = cfg.epochs * common.steps_per_epoch(len(segs), cfg.batch_size)
-    prompt, hist = common.train_prompt(lm, prompt0, batches, steps=steps, lr=cfg.lr, checkpoint=ckpt)
+    prompt0 = init_prompt(lm, cfg.train.prompt_len, cfg.init, text="Solve the problem step by step.", generator=g)
+    steps = cfg.train.epochs * common.steps_per_epoch(len(segs), cfg.train.batch_size)
+    prompt, hist = common.train_prompt(lm, prompt0, batches, steps=steps, lr=cfg.train.lr, checkpoint=ckpt)
     return {"steps": steps, "loss": hist["loss"], **evaluate(lm, prompt, data["test"], cfg.max_new_tokens),
             "timings": {"seconds": hist["seconds"]}}
 
@@ -181,7 +186,8 @@ def figures(results: dict, cfg: CoTConfig, out_dir: Path) -> list[str]:
 def summary(results: dict, cfg: CoTConfig) -> str:
     lines = [f"Model `{results['model']}`" + (" (random tiny GPT-2: a smoke test, chance numbers)" if
              results["model"] == common.TINY else "") + f"; {results['n_train']} training and {results['n_test']} "
-             f"held-out problems; soft prompt P={cfg.prompt_len}, lr {cfg.lr:g}, {cfg.epochs} epochs.", "",
+             f"held-out problems; soft prompt P={cfg.train.prompt_len}, lr {cfg.train.lr:g}, "
+             f"{cfg.train.epochs} epochs.", "",
              "Example: `" + results["example"].replace("\n", " / ") + "`", "",
              "| prompt | generated accuracy | valid rate | answer right given the gold reasoning |",
              "|---|---|---|---|"]
@@ -194,7 +200,7 @@ def summary(results: dict, cfg: CoTConfig) -> str:
 EXPERIMENTS = [
     Experiment("soft-prompt-cot", "Chain-of-thought targets for a soft prompt: loss on reasoning + answer vs "
                "answer only, templated arithmetic word problems", CoTConfig, run, figures, summary,
-               quick={"model": common.TINY, "n_train": 8, "n_test": 4, "prompt_len": 2, "batch_size": 4,
-                      "epochs": 1, "max_new_tokens": 4},
+               quick={"model": common.TINY, "n_train": 8, "n_test": 4, "train.prompt_len": 2, "train.batch_size": 4,
+                      "train.epochs": 1, "max_new_tokens": 4},
                check=check_inputs),
 ]

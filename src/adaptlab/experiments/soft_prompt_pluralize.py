@@ -9,11 +9,12 @@ Stages (each checkpointed; ``--resume`` continues inside a stage):
 
 1. ``hard``: the zero-shot hard prompt and hard prompts with k = ``demos`` demonstrations from the training set
    (``demo_draws`` draws for k > 0), greedy next token vs the target.
-2. ``soft``: a ``prompt_len``-token soft prompt (``init``), Adam at ``lr``, ``epochs`` epochs of batches of
-   ``batch_size``, through :func:`adaptlab.engine.fit`; every ``eval_every`` steps the validation accuracy and
-   what the model predicts when it fails (share of uninformative tokens, their unigram rank in WordNet's glosses).
-3. ``notebook``: the seed notebook's own setting (``notebook_prompt_len`` tokens, ``notebook_lr``,
-   ``notebook_epochs`` epochs), if ``notebook``.
+2. ``soft``: a ``train.prompt_len``-token soft prompt (``init``), Adam at ``train.lr``, ``train.epochs`` epochs
+   of batches of ``train.batch_size``, through :func:`adaptlab.engine.fit`; every ``eval_every`` steps the
+   validation accuracy and what the model predicts when it fails (share of uninformative tokens, their unigram
+   rank in WordNet's glosses).
+3. ``notebook``: the seed notebook's own setting (``notebook.*``: 100 tokens, lr 1e-4, 2 epochs), if
+   ``run_notebook``.
 4. ``peft``: HuggingFace PEFT's prompt tuning at stage 2's settings from the same initial prompt, if ``peft``.
 """
 
@@ -34,6 +35,22 @@ from adaptlab.runner import Experiment, Stages
 
 from . import _softprompt_common as common
 
+
+@dataclass
+class TrainConfig:
+    prompt_len: int = 20  # soft tokens P
+    epochs: int = 1  # passes over the training nouns (38 steps of batch 8 each)
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 8  # training examples per step
+
+
+@dataclass
+class NotebookConfig(TrainConfig):
+    prompt_len: int = 100  # soft tokens of the seed notebook
+    epochs: int = 2  # epochs: the notebook's bar is > 0.6 within 2
+    lr: float = 1e-4  # the notebook's Adam learning rate
+
+
 IRREGULAR = ("foot", "man", "person", "self", "wife", "wolf", "woman")
 TEMPLATE = "The plural of {} is"
 
@@ -43,20 +60,15 @@ class PluralizeConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
     n_train: int = 304  # training nouns (38 steps of batch 8 per epoch)
     n_val: int = 200  # validation nouns (disjoint from training and the 7 irregular test nouns)
-    prompt_len: int = 20  # soft tokens P
     init: str = "vocab"  # soft prompt init: uniform, vocab (sampled token embeddings) or text (init_text)
     init_text: str = "Give the plural form of the noun."  # text whose embeddings start the prompt (init=text)
-    lr: float = 1e-3  # Adam learning rate
-    batch_size: int = 8  # training examples per step
-    epochs: int = 1  # passes over the training nouns
+    train: TrainConfig = field(default_factory=TrainConfig)  # the soft prompt (and PEFT at the same settings)
     eval_every: int = 8  # steps between validation evaluations (and failure statistics)
     demos: list[int] = field(default_factory=lambda: list(range(10)))  # demonstration counts of hard prompts
     demo_draws: int = 3  # demonstration draws per k > 0
-    notebook: bool = True  # also train at the seed notebook's setting (notebook_* keys)
-    notebook_prompt_len: int = 100  # soft tokens of the notebook's setting
-    notebook_lr: float = 1e-4  # Adam learning rate of the notebook's setting
-    notebook_epochs: int = 2  # epochs of the notebook's setting
-    peft: bool = True  # also train with PEFT's prompt tuning at stage 2's settings (needs peft)
+    run_notebook: bool = True  # also train at the seed notebook's setting (notebook.*)
+    notebook: NotebookConfig = field(default_factory=NotebookConfig)  # the seed notebook's setting
+    peft: bool = True  # also train with PEFT's prompt tuning at the train.* settings (needs peft)
     glosses: int = 20000  # WordNet glosses counted for the unigram ranks of failure tokens
     cache_prefix: bool = True  # prefix caching of the soft prompt during training
 
@@ -64,22 +76,24 @@ class PluralizeConfig(BaseConfig):
         super().__post_init__()
         check(8 <= self.n_train <= 5000, "n_train", self.n_train, "an integer in 8..5000")
         check(4 <= self.n_val <= 2000, "n_val", self.n_val, "an integer in 4..2000")
-        check(isinstance(self.prompt_len, int) and 1 <= self.prompt_len <= 512, "prompt_len", self.prompt_len,
-              "an integer in 1..512 (soft tokens; 0 or less is no prompt)")
         check(self.init in INITS, "init", self.init, f"one of {INITS}")
         check(self.init != "text" or bool(self.init_text), "init_text", self.init_text, "a non-empty text")
-        check(0 < self.lr <= 1.0, "lr", self.lr, "a number in (0, 1]")
-        check(1 <= self.batch_size <= self.n_train, "batch_size", self.batch_size,
-              f"an integer in 1..n_train ({self.n_train})")
-        check(1 <= self.epochs <= 100, "epochs", self.epochs, "an integer in 1..100")
+        check(isinstance(self.train.prompt_len, int) and 1 <= self.train.prompt_len <= 512, "train.prompt_len",
+              self.train.prompt_len, "an integer in 1..512 (soft tokens; 0 or less is no prompt)")
+        check(1 <= self.train.epochs <= 100, "train.epochs", self.train.epochs, "an integer in 1..100")
+        check(0 < self.train.lr <= 1.0, "train.lr", self.train.lr, "a number in (0, 1]")
+        check(1 <= self.train.batch_size <= self.n_train, "train.batch_size", self.train.batch_size,
+              "an integer in 1..n_train")
+        check(isinstance(self.notebook.prompt_len, int) and 1 <= self.notebook.prompt_len <= 512, "notebook.prompt_len",
+              self.notebook.prompt_len, "an integer in 1..512 (soft tokens; 0 or less is no prompt)")
+        check(1 <= self.notebook.epochs <= 100, "notebook.epochs", self.notebook.epochs, "an integer in 1..100")
+        check(0 < self.notebook.lr <= 1.0, "notebook.lr", self.notebook.lr, "a number in (0, 1]")
+        check(1 <= self.notebook.batch_size <= self.n_train, "notebook.batch_size", self.notebook.batch_size,
+              "an integer in 1..n_train")
         check(0 <= self.eval_every <= 10000, "eval_every", self.eval_every, "0 (start and end only) or a step count")
         check(len(self.demos) > 0 and all(0 <= k <= 32 for k in self.demos), "demos", self.demos,
               "a non-empty list of demonstration counts in 0..32")
         check(1 <= self.demo_draws <= 20, "demo_draws", self.demo_draws, "an integer in 1..20")
-        check(1 <= self.notebook_prompt_len <= 512, "notebook_prompt_len", self.notebook_prompt_len,
-              "an integer in 1..512")
-        check(0 < self.notebook_lr <= 1.0, "notebook_lr", self.notebook_lr, "a number in (0, 1]")
-        check(1 <= self.notebook_epochs <= 100, "notebook_epochs", self.notebook_epochs, "an integer in 1..100")
         check(0 <= self.glosses <= 200000, "glosses", self.glosses, "an integer in 0..200000")
 
 
@@ -95,12 +109,16 @@ def nouns(cfg: PluralizeConfig, lm) -> dict:
     from adaptlab.data.text import plural_pairs
 
     need = cfg.n_train + cfg.n_val
-    pairs = plural_pairs(n=min(40 * need, 30000), seed=cfg.seed) if lm.name != common.TINY else plural_pairs(
-        n=2 * need, seed=cfg.seed)
+    pairs = plural_pairs(n=min(12 * need, 30000), seed=cfg.seed)  # ~13% of SmolLM2's plurals are one token
     rows = [(s, p, t) for s, p in pairs if s not in IRREGULAR and (t := single_token(lm, p)) is not None]
     if len(rows) < need:
         raise DataError(f"only {len(rows)} nouns have a single-token plural for {lm.name}; lower n_train + n_val "
                         f"(= {need})")
+    return {"train": rows[:cfg.n_train], "val": rows[cfg.n_train:need], "test": test_nouns(lm)}
+
+
+def test_nouns(lm) -> list[tuple[str, str, int]]:
+    """The 7 irregulars as (noun, plural, target id); a plural that is not one token is a DataError."""
     import inflect
 
     eng = inflect.engine()
@@ -109,14 +127,17 @@ def nouns(cfg: PluralizeConfig, lm) -> dict:
         p = eng.plural_noun(w)
         t = single_token(lm, p)
         if t is None:
-            raise DataError(f"the irregular plural {p!r} is not a single token for {lm.name}; the test needs "
-                            "a model whose tokenizer has these plurals as one token (SmolLM2 does)")
+            raise DataError(f"the irregular plural {p!r} is not a single token for {lm.name} (it is "
+                            f"{len(lm.encode(' ' + p))} tokens); the target must be one token: use a model whose "
+                            "tokenizer has these plurals as one token (SmolLM2 does)")
         test.append((w, p, t))
-    return {"train": rows[:cfg.n_train], "val": rows[cfg.n_train:need], "test": test}
+    return test
 
 
 def check_inputs(cfg: PluralizeConfig) -> None:
-    common.check_model(cfg.model)
+    lm = common.check_model(cfg.model)
+    if lm is not None:
+        test_nouns(lm)
     if cfg.peft:
         common.check_peft()
     from adaptlab.data.text import wordnet_dir
@@ -142,21 +163,21 @@ def hard_prompts(cfg, lm, data) -> dict:
         accs, tests = [], []
         for d in range(1 if k == 0 else cfg.demo_draws):
             demo = random.Random(derive_seed(cfg.seed, 10 + d)).sample(data["train"], k)
-            prefix = "".join(f"{TEMPLATE.format(s)} {p}.\n" for s, p, _ in demo)
-            accs.append(_accuracy(common.predict_next(lm, None, _contexts(lm, data["val"], prefix)), data["val"]))
-            tests.append(round(_accuracy(common.predict_next(lm, None, _contexts(lm, data["test"], prefix)),
+            prefix = common.hard_prompt("".join(f"{TEMPLATE.format(s)} {p}.\n" for s, p, _ in demo), lm)
+            accs.append(_accuracy(common.predict_next(lm, prefix, _contexts(lm, data["val"])), data["val"]))
+            tests.append(round(_accuracy(common.predict_next(lm, prefix, _contexts(lm, data["test"])),
                                          data["test"]) * len(data["test"])))
         out[str(k)] = {"val_accuracy": statistics.fmean(accs), "val_accuracy_draws": accs, "test_correct": tests}
     return out
 
 
-def _batches(cfg, lm, rows):
+def _batches(cfg, lm, rows, batch_size):
     from adaptlab.lm.softprompt import make_batch
 
     ctx = _contexts(lm, rows)
 
     def batches(step):
-        idx = common.order(len(rows), cfg.batch_size, cfg.seed, step)
+        idx = common.order(len(rows), batch_size, cfg.seed, step)
         return make_batch(lm, [[("question", ctx[i]), ("answer", [rows[i][2]])] for i in idx], ["answer"])
     return batches
 
@@ -174,22 +195,23 @@ def _evaluator(cfg, lm, data, ranks):
     return evaluate
 
 
-def soft(cfg, lm, data, ranks, ckpt, *, P, lr, epochs, use_peft=False) -> dict:
+def soft(cfg, lm, data, ranks, ckpt, *, P, lr, epochs, batch_size=None, use_peft=False) -> dict:
     import torch
 
     from adaptlab.lm.softprompt import init_prompt
 
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, 1))
     prompt0 = init_prompt(lm, P, cfg.init, text=cfg.init_text, generator=g)
-    steps = epochs * common.steps_per_epoch(len(data["train"]), cfg.batch_size)
+    bs = batch_size or cfg.train.batch_size
+    steps = epochs * common.steps_per_epoch(len(data["train"]), bs)
     kw = dict(steps=steps, lr=lr, evaluate=_evaluator(cfg, lm, data, ranks), eval_every=cfg.eval_every,
               checkpoint=ckpt)
     t0 = time.perf_counter()
     if use_peft:
-        _, hist = common.peft_train(lm, prompt0, _batches(cfg, lm, data["train"]), **kw)
+        _, hist = common.peft_train(lm, prompt0, _batches(cfg, lm, data["train"], bs), **kw)
     else:
-        _, hist = common.train_prompt(lm, prompt0, _batches(cfg, lm, data["train"]), cache_prefix=cfg.cache_prefix,
-                                      **kw)
+        _, hist = common.train_prompt(lm, prompt0, _batches(cfg, lm, data["train"], bs),
+                                      cache_prefix=cfg.cache_prefix, **kw)
     final = hist["eval"][-1]
     return {"prompt_len": P, "lr": lr, "epochs": epochs, "steps": steps, "loss": hist["loss"], "eval": hist["eval"],
             "val_accuracy": final["val_accuracy"], "test_correct": final["test_correct"],
@@ -209,11 +231,12 @@ def run(cfg: PluralizeConfig, out_dir: Path, resume: bool = False) -> dict:
     results: dict = {"model": cfg.model, "n_train": len(data["train"]), "n_val": len(data["val"]),
                      "test_nouns": [f"{s} -> {p}" for s, p, _ in data["test"]]}
     results["hard"] = stages.run("hard", lambda ckpt: hard_prompts(cfg, lm, data))
-    runs = {"soft": dict(P=cfg.prompt_len, lr=cfg.lr, epochs=cfg.epochs)}
-    if cfg.notebook:
-        runs["notebook"] = dict(P=cfg.notebook_prompt_len, lr=cfg.notebook_lr, epochs=cfg.notebook_epochs)
+    t, nb = cfg.train, cfg.notebook
+    runs = {"soft": dict(P=t.prompt_len, lr=t.lr, epochs=t.epochs)}
+    if cfg.run_notebook:
+        runs["notebook"] = dict(P=nb.prompt_len, lr=nb.lr, epochs=nb.epochs, batch_size=nb.batch_size)
     if cfg.peft:
-        runs["peft"] = dict(P=cfg.prompt_len, lr=cfg.lr, epochs=cfg.epochs, use_peft=True)
+        runs["peft"] = dict(P=t.prompt_len, lr=t.lr, epochs=t.epochs, use_peft=True)
     for name, kw in runs.items():
         r = stages.run(name, lambda ckpt, kw=kw: soft(cfg, lm, data, ranks, ckpt, **kw))
         r = dict(r)
@@ -270,8 +293,8 @@ def summary(results: dict, cfg: PluralizeConfig) -> str:
 EXPERIMENTS = [
     Experiment("soft-prompt-pluralize", "Prompt tuning a frozen LM to pluralize: soft prompt vs 0-9-shot hard "
                "prompts vs PEFT, failure tokens during training", PluralizeConfig, run, figures, summary,
-               quick={"model": common.TINY, "n_train": 16, "n_val": 8, "prompt_len": 3, "batch_size": 4,
-                      "eval_every": 2, "demos": [0, 1], "demo_draws": 1, "notebook_prompt_len": 4,
-                      "notebook_epochs": 1, "glosses": 200},
+               quick={"model": common.TINY, "n_train": 16, "n_val": 8, "train.prompt_len": 3, "train.batch_size": 4,
+                      "eval_every": 2, "demos": [0, 1], "demo_draws": 1, "notebook.prompt_len": 4,
+                      "notebook.epochs": 1, "notebook.batch_size": 4, "glosses": 200},
                check=check_inputs),
 ]

@@ -8,15 +8,15 @@ The questions are the 246 GeoNames countries, ``"{question}\\nA. ..\\nE. ..\\nAn
 Stages (each checkpointed; ``--resume`` continues inside the training stages):
 
 1. ``hard``: the question alone (zero-shot hard prompt).
-2. ``variants``: soft prompts (``variants``: name -> prompt length and init) trained ``epochs`` epochs, with the
-   test curve every epoch: prompt length, init from the letter tokens, and the longer training curve.
+2. ``variants``: soft prompts (``variants``: name -> prompt length and init) trained ``train.epochs`` epochs, with
+   the test curve every epoch: prompt length, init from the letter tokens, and the longer training curve.
 3. ``search`` (HW 5(c)(ii)): the best ``K``-token hard prompt found by greedy coordinate search over the
    vocabulary (per position, the ``candidates`` tokens with the most negative linearised loss change, each tried
    on ``search_rows`` training questions, the best kept; ``search_rounds`` sweeps), vs a ``K``-vector soft prompt
-   trained for ``epochs`` epochs; both start from the letter tokens.
-4. ``finetune`` (HW 5(c)(iii)): full fine-tuning of every weight (Adam, ``ft_lr``) vs a soft prompt on
-   ``ft_sizes`` training questions for ``ft_steps`` steps each: train and test accuracy. The fine-tuned copy is
-   not checkpointed (its weights and Adam state would be 1.6 GB): an interrupted stage starts over.
+   trained for ``train.epochs`` epochs; both start from the letter tokens.
+4. ``finetune`` (HW 5(c)(iii)): full fine-tuning of every weight (Adam, ``finetune.lr``) vs a soft prompt
+   on ``finetune.sizes`` training questions for ``finetune.steps`` steps each: train and test accuracy. The
+   fine-tuned copy is not checkpointed (its weights and Adam state would be 1.6 GB): an interrupted stage starts over.
 """
 
 from __future__ import annotations
@@ -40,21 +40,31 @@ LETTER_TEXT = " A B C D E"
 
 
 @dataclass
+class TrainConfig:
+    epochs: int = 6  # epochs per soft prompt (the curve is read every epoch)
+    lr: float = 3e-3  # Adam learning rate of the soft prompts
+    batch_size: int = 8  # questions per step
+
+
+@dataclass
+class FinetuneConfig:
+    sizes: list[int] = field(default_factory=lambda: [8, 32])  # training-set sizes of full FT vs soft prompt
+    steps: int = 16  # steps of each at every size
+    lr: float = 1e-5  # Adam learning rate of full fine-tuning
+
+
+@dataclass
 class QAConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
     n_test: int = 100  # held-out questions
     n_train: int = 146  # training questions (disjoint from the test ones; n_test + n_train <= 246)
-    variants: list[str] = field(default_factory=lambda: ["20:vocab", "20:letters", "5:letters"])  # P:init
-    epochs: int = 6  # epochs per soft prompt (the curve is read every epoch)
-    lr: float = 3e-3  # Adam learning rate of the soft prompts
-    batch_size: int = 8  # questions per step
+    variants: list[str] = field(default_factory=lambda: ["20:vocab", "20:letters"])  # P:init
+    train: TrainConfig = field(default_factory=TrainConfig)  # every soft prompt of the run
     K: int = 5  # tokens of the searched hard prompt and vectors of its soft counterpart
     candidates: int = 8  # tokens tried per position and round of the greedy coordinate search
     search_rows: int = 32  # training questions the search scores candidates on
     search_rounds: int = 1  # sweeps over the K positions
-    ft_sizes: list[int] = field(default_factory=lambda: [8, 32])  # training-set sizes of full FT vs soft prompt
-    ft_steps: int = 24  # steps of each at every size
-    ft_lr: float = 1e-5  # Adam learning rate of full fine-tuning
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # full fine-tuning vs soft prompt
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,18 +73,19 @@ class QAConfig(BaseConfig):
               f"an integer in 4..{246 - self.n_test} (246 - n_test)")
         check(len(self.variants) > 0 and all(_variant_ok(v) for v in self.variants), "variants", self.variants,
               "a non-empty list of 'P:init' with P in 1..512 and init in uniform, vocab, letters")
-        check(1 <= self.epochs <= 100, "epochs", self.epochs, "an integer in 1..100")
-        check(0 < self.lr <= 1.0, "lr", self.lr, "a number in (0, 1]")
-        check(1 <= self.batch_size <= 64, "batch_size", self.batch_size, "an integer in 1..64")
+        t, f = self.train, self.finetune
+        check(1 <= t.epochs <= 100, "train.epochs", t.epochs, "an integer in 1..100")
+        check(0 < t.lr <= 1.0, "train.lr", t.lr, "a number in (0, 1]")
+        check(1 <= t.batch_size <= 64, "train.batch_size", t.batch_size, "an integer in 1..64")
         check(1 <= self.K <= 64, "K", self.K, "an integer in 1..64 (prompt tokens; 0 or less is no prompt)")
         check(1 <= self.candidates <= 512, "candidates", self.candidates, "an integer in 1..512")
         check(1 <= self.search_rows <= self.n_train, "search_rows", self.search_rows,
               f"an integer in 1..{self.n_train} (the training questions)")
         check(0 <= self.search_rounds <= 10, "search_rounds", self.search_rounds, "an integer in 0..10")
-        check(all(1 <= n <= self.n_train for n in self.ft_sizes), "ft_sizes", self.ft_sizes,
+        check(all(1 <= n <= self.n_train for n in f.sizes), "finetune.sizes", f.sizes,
               f"a list of training-set sizes in 1..n_train ({self.n_train})")
-        check(1 <= self.ft_steps <= 10000, "ft_steps", self.ft_steps, "an integer in 1..10000")
-        check(0 < self.ft_lr <= 1.0, "ft_lr", self.ft_lr, "a number in (0, 1]")
+        check(1 <= f.steps <= 10000, "finetune.steps", f.steps, "an integer in 1..10000")
+        check(0 < f.lr <= 1.0, "finetune.lr", f.lr, "a number in (0, 1]")
 
 
 def _variant_ok(v: str) -> bool:
@@ -83,7 +94,9 @@ def _variant_ok(v: str) -> bool:
 
 
 def check_inputs(cfg: QAConfig) -> None:
-    common.check_model(cfg.model)
+    lm = common.check_model(cfg.model)
+    if lm is not None:
+        letter_ids(lm)
     from adaptlab.data.text import load_capitals
 
     load_capitals(5, seed=cfg.seed)
@@ -93,8 +106,8 @@ def letter_ids(lm) -> list[int]:
     """Token ids of " A".." E" (the tiny random model's characters "A".."E": it has no " A" token)."""
     ids = [lm.encode(("" if lm.name == "tiny-random-gpt2" else " ") + c) for c in "ABCDE"]
     if any(len(i) != 1 for i in ids):
-        raise DataError(f"the answer letters ' A'..' E' are not single tokens for {lm.name}; this experiment "
-                        "scores one letter token")
+        raise DataError(f"the answer letters ' A'..' E' are not single tokens for {lm.name} (' A' is "
+                        f"{len(ids[0])} tokens); the target must be one token: use a model whose tokenizer has them")
     return [i[0] for i in ids]
 
 
@@ -109,8 +122,17 @@ def questions(cfg, lm) -> dict:
 
 def evaluate(lm, prompt, rows, letters) -> dict:
     """Valid rate, accuracy over the 5 letters, greedy accuracy."""
-    greedy = common.predict_next(lm, prompt, [c for c, _ in rows])
-    scored = common.predict_next(lm, prompt, [c for c, _ in rows], allowed=letters)
+    import torch
+
+    from adaptlab.lm.softprompt import next_token_logits
+
+    greedy, scored = [], []
+    ids = torch.tensor(letters, device=lm.device)
+    with torch.no_grad():
+        for b in range(0, len(rows), 32):
+            logits = next_token_logits(prompt, lm, [c for c, _ in rows[b:b + 32]])  # (B, V)
+            greedy += logits.argmax(-1).tolist()
+            scored += ids[logits[:, ids].argmax(-1)].tolist()
     n = len(rows)
     return {"valid_rate": sum(g in letters for g in greedy) / n,
             "accuracy": sum(s == letters[a] for s, (_, a) in zip(scored, rows)) / n,
@@ -120,7 +142,7 @@ def evaluate(lm, prompt, rows, letters) -> dict:
 def _batches(cfg, lm, rows, letters, size=None):
     from adaptlab.lm.softprompt import make_batch
 
-    bs = min(cfg.batch_size, len(rows)) if size is None else size
+    bs = min(cfg.train.batch_size, len(rows)) if size is None else size
 
     def batches(step):
         idx = common.order(len(rows), bs, cfg.seed, step)
@@ -140,10 +162,10 @@ def _init(cfg, lm, P: int, init: str, index: int):
 
 def train_soft(cfg, lm, data, letters, P, init, ckpt, *, rows=None, steps=None, index=1) -> dict:
     rows = data["train"] if rows is None else rows
-    per = common.steps_per_epoch(len(rows), min(cfg.batch_size, len(rows)))
-    steps = cfg.epochs * per if steps is None else steps
+    per = common.steps_per_epoch(len(rows), min(cfg.train.batch_size, len(rows)))
+    steps = cfg.train.epochs * per if steps is None else steps
     prompt, hist = common.train_prompt(
-        lm, _init(cfg, lm, P, init, index), _batches(cfg, lm, rows, letters), steps=steps, lr=cfg.lr,
+        lm, _init(cfg, lm, P, init, index), _batches(cfg, lm, rows, letters), steps=steps, lr=cfg.train.lr,
         evaluate=lambda p: evaluate(lm, p, data["test"], letters), eval_every=per, checkpoint=ckpt)
     return {"P": P, "init": init, "steps": steps, "steps_per_epoch": per, "loss": hist["loss"],
             "eval": hist["eval"], "train": evaluate(lm, prompt, rows, letters), **hist["eval"][-1],
@@ -187,8 +209,8 @@ def full_finetune(cfg, lm, data, letters, n: int) -> dict:
         p.requires_grad_(True)
     ft = dataclasses.replace(lm, model=model.train(False))
     rows = data["train"][:n]
-    opt = make_optimizer([p for p in model.parameters()], "adam", cfg.ft_lr)
-    hist = fit(lambda b: prompt_loss(None, ft, b), _batches(cfg, ft, rows, letters), steps=cfg.ft_steps,
+    opt = make_optimizer([p for p in model.parameters()], "adam", cfg.finetune.lr)
+    hist = fit(lambda b: prompt_loss(None, ft, b), _batches(cfg, ft, rows, letters), steps=cfg.finetune.steps,
                optimizer=opt)
     out = {"train": evaluate(ft, None, rows, letters), **evaluate(ft, None, data["test"], letters),
            "loss": hist["loss"]}
@@ -220,11 +242,11 @@ def run(cfg: QAConfig, out_dir: Path, resume: bool = False) -> dict:
     soft_k.pop("timings")
     res["search"]["soft"] = soft_k
     res["finetune"] = {}
-    for n in cfg.ft_sizes:
+    for n in cfg.finetune.sizes:
         t1 = time.perf_counter()
         full = stages.run(f"finetune {n}", lambda ckpt, n=n: full_finetune(cfg, lm, data, letters, n))
         sp = dict(stages.run(f"finetune soft {n}", lambda ckpt, n=n: train_soft(
-            cfg, lm, data, letters, 20, "letters", ckpt, rows=data["train"][:n], steps=cfg.ft_steps, index=60)))
+            cfg, lm, data, letters, 20, "letters", ckpt, rows=data["train"][:n], steps=cfg.finetune.steps, index=60)))
         sp.pop("timings")
         res["finetune"][str(n)] = {"full": full, "soft": sp}
         timings[f"finetune_{n}_seconds"] = time.perf_counter() - t1
@@ -256,7 +278,7 @@ def summary(results: dict, cfg: QAConfig) -> str:
                      s["hard"]))
     lines.append(row(f"soft, K={s['soft']['P']} vectors, init letters", s["soft"]))
     lines += ["", "Full fine-tuning vs soft prompt (P=20, letters init) on n training questions "
-              f"({cfg.ft_steps} steps each): train / test accuracy", "", "| n | full FT | soft prompt |",
+              f"({cfg.finetune.steps} steps each): train / test accuracy", "", "| n | full FT | soft prompt |",
               "|---|---|---|"]
     for n, r in results["finetune"].items():
         lines.append(f"| {n} | {r['full']['train']['accuracy']:.2f} / {r['full']['accuracy']:.2f} | "
@@ -268,8 +290,8 @@ EXPERIMENTS = [
     Experiment("soft-prompt-qa", "Soft prompts on 5-way capitals with letter answers: length, letter init, "
                "training curve; coordinate-searched hard prompt vs soft; full fine-tuning vs soft at small n",
                QAConfig, run, figures, summary,
-               quick={"model": common.TINY, "n_test": 10, "n_train": 8, "variants": ["2:letters"], "epochs": 1,
-                      "batch_size": 4, "K": 2, "candidates": 2, "search_rows": 4, "ft_sizes": [4],
-                      "ft_steps": 2},
+               quick={"model": common.TINY, "n_test": 10, "n_train": 8, "variants": ["2:letters"], "train.epochs": 1,
+                      "train.batch_size": 4, "K": 2, "candidates": 2, "search_rows": 4, "finetune.sizes": [4],
+                      "finetune.steps": 2},
                check=check_inputs),
 ]
