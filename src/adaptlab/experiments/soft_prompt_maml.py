@@ -58,6 +58,8 @@ TINY = "tiny-random"
 INITS = ("vocab", "fomaml", "reptile", "multitask")
 LABELS = {"vocab": "vocabulary init", "fomaml": "first-order MAML", "reptile": "Reptile",
           "multitask": "multi-task prompt", "fewshot": "few-shot hard prompt", "zeroshot": "zero-shot hard prompt"}
+TRAIN_TASKS = ("plural", "past", "gerund", "third", "capital", "number", "supersense", "es_en")
+TEST_TASKS = ("comparative", "superlative", "country", "ordinal")
 COLORS = {"vocab": "tab:gray", "fomaml": "tab:blue", "reptile": "tab:green", "multitask": "tab:orange",
           "fewshot": "tab:red", "zeroshot": "tab:purple"}
 
@@ -91,10 +93,8 @@ class InnerConfig:
 @dataclass
 class SoftMAMLConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
-    train_tasks: list[str] = field(default_factory=lambda: ["plural", "past", "gerund", "third", "capital",
-                                                            "number", "supersense", "es_en"])  # meta-training types
-    test_tasks: list[str] = field(default_factory=lambda: ["comparative", "superlative", "country",
-                                                           "ordinal"])  # held-out types (meta-test only)
+    train_tasks: list[str] = field(default_factory=lambda: list(TRAIN_TASKS))  # meta-training task types
+    test_tasks: list[str] = field(default_factory=lambda: list(TEST_TASKS))  # held-out types, meta-test only
     prompt_len: int = 8  # soft-prompt vectors P
     n_support: int = 4  # pairs a prompt is tuned on per episode (the 4-16)
     n_query: int = 8  # pairs it is scored on
