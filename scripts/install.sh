@@ -10,8 +10,8 @@ python -m pip install --upgrade pip >/dev/null 2>&1 || true
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
   python -m pip install "torch==2.13.0"
 fi
-extras="[data,caption,lm]"   # data: the mnist1d generator; caption: sacrebleu; lm: transformers, gguf, accelerate, ...
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm]"
+extras="[data,caption,lm,softprompt,softmaml]"   # data: mnist1d; caption: sacrebleu; lm: transformers, gguf, ...; softprompt: peft; softmaml: lemminflect, num2words
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml]"
 # Pin the torch that is installed for everything after, so no dependency (accelerate, ...) can swap it.
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
@@ -29,6 +29,16 @@ if [ ! -f /usr/share/wordnet/data.noun ]; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base))
   else
     echo "note: install the Debian package wordnet-base (or set ADAPTLAB_DATA) for the WordNet noun lists" >&2
+  fi
+fi
+# FreeDict English<->Spanish (the en_es / es_en word tasks of soft-prompt-maml): Debian dictd files in
+# /usr/share/dictd.
+if [ ! -f /usr/share/dictd/freedict-eng-spa.index ] || [ ! -f /usr/share/dictd/freedict-spa-eng.index ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dict-freedict-eng-spa \
+      dict-freedict-spa-eng
+  else
+    echo "note: install the Debian packages dict-freedict-eng-spa dict-freedict-spa-eng for the translation tasks" >&2
   fi
 fi
 # dev: the report test renders pages in headless Chromium (a Debian package; installed when running as root).

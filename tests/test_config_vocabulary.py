@@ -30,7 +30,7 @@ def test_every_experiment_trains_with_train_steps_and_train_lr(name):
     train = cfg["train"]
     assert ("steps" in train or "epochs" in train) and "lr" in train
     # no training key outside the train section except inner loops' own (inner.steps, inner_lr, ...)
-    inner_loops = ("train.", "inner.", "prune.", "channel.", "kmeans.", "train1d.", "finetune.", "int8.")
+    inner_loops = ("train.", "inner.", "prune.", "channel.", "kmeans.", "train1d.", "finetune.", "int8.", "notebook.")
     stray = [k for k in trains if not k.startswith(inner_loops)]
     assert not stray, f"{name}: training keys outside train.*: {stray}"
 

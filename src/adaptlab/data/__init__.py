@@ -1,5 +1,6 @@
 """Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions, Omniglot, CIFAR-10(-C) and text tasks (capitals,
-MMLU, WordNet), read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
+MMLU, WordNet) and word-level tasks (inflections, capitals, translations, number words, WordNet relations),
+read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
 SHA-256 or structure) before use, with clear errors when missing; image corruptions (ImageNet-C style) and label /
 sub-population shifts."""
 
@@ -17,4 +18,5 @@ __all__, __getattr__, __dir__ = attach(__name__, {
              "load_wordnet_nouns", "mmlu_subjects", "plural_pairs", "wordnet_dir"],
     "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_omniglot", "load_runs", "omniglot_dir"],
     "shift": ["pad32", "permute_labels", "subpopulation"],
+    "wordtasks": ["WORD_TASKS", "dict_dir", "fit_tokenizer", "read_dictd", "word_task", "word_tasks"],
 })

@@ -2,7 +2,7 @@
 
 One module per experiment family (:mod:`~adaptlab.viz.adapt`, :mod:`~adaptlab.viz.fourier`,
 :mod:`~adaptlab.viz.mtl`, :mod:`~adaptlab.viz.omniglot`, :mod:`~adaptlab.viz.simclr`,
-:mod:`~adaptlab.viz.vit`); every function takes the results
+:mod:`~adaptlab.viz.softprompt`, :mod:`~adaptlab.viz.vit`); every function takes the results
 (plus, by name, what the results do not hold) and returns a matplotlib Figure. matplotlib is imported only when a
 figure is drawn.
 """
@@ -16,5 +16,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
             "toy_figure"],
     "omniglot": ["episodic_figure", "error_vs_time_figure", "oneshot20_figure"],
     "simclr": ["simclr_accuracy_figure", "simclr_curve_figure"],
+    "softprompt": ["cot_figure", "failure_figure", "hard_vs_soft_figure", "qa_curve_figure", "qa_finetune_figure",
+                   "training_figure"],
     "vit": ["caption_attention_figure", "caption_training_figure", "vit_accuracy_figure", "vit_cost_figure"],
 })
