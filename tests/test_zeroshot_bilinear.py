@@ -147,3 +147,11 @@ def test_bad_shapes_and_names_are_refused_with_what_is_accepted(call, words):
     with pytest.raises(ValueError) as e:
         call()
     assert words in str(e.value)
+
+
+def test_fitting_twice_with_one_seed_gives_the_same_matrix():
+    x, t, y = _data(n=60, C=10, dx=6, dy=6)
+    a = B.fit_bilinear(x.float(), y, t.float(), kind="lowrank", rank=3, steps=20, batch=16, seed=5)
+    b = B.fit_bilinear(x.float(), y, t.float(), kind="lowrank", rank=3, steps=20, batch=16, seed=5)
+    c = B.fit_bilinear(x.float(), y, t.float(), kind="lowrank", rank=3, steps=20, batch=16, seed=6)
+    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["U"], c["U"])
