@@ -116,17 +116,12 @@ def test_minilm_embeds_related_sentences_closer():
         if "not installed" in str(e):
             pytest.skip(str(e))
         raise
-    e = enc(["a small dog", "a young puppy", "income tax law", "a small dog"])
+    texts = ["a small dog", "a young puppy", "the law of income tax in a small country", "a small dog"]
+    e = enc(texts)
     assert torch.allclose(e.norm(dim=1), torch.ones(4), atol=1e-5)
     assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.2
-    assert torch.allclose(e[0], e[3], atol=1e-5)  # order-sorted batching gives back rows in input order
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ModuleNotFoundError:
-        return
-    ref = SentenceTransformer(str(E.minilm_dir()), device="cpu").encode(["a small dog"], convert_to_tensor=True,
-                                                                        normalize_embeddings=True)
-    assert torch.allclose(e[0], ref[0].cpu(), atol=1e-5)  # float32 matmuls in another order
+    one_by_one = torch.cat([enc([t]) for t in texts])  # no padding at all
+    assert torch.allclose(e, one_by_one, atol=1e-5)  # length-sorted padded batches: same rows, input order
 
 
 def test_glove_encoder_reads_the_word_rows():
