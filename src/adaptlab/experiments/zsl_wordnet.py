@@ -37,6 +37,18 @@ LOSS_NAMES = ("hinge", "structured", "softmax")
 
 
 @dataclass
+class ZSLTrainConfig:
+    steps: int = 200  # Adam steps of each learned M
+    lr: float = 1e-3  # Adam
+    batch: int = 256  # inputs per step (0: full batch)
+
+    def __post_init__(self) -> None:
+        check(1 <= self.steps <= 100_000, "train.steps", self.steps, "an integer in 1..100000")
+        check(0 < self.lr <= 1, "train.lr", self.lr, "a number in (0, 1]")
+        check(0 <= self.batch <= 100_000, "train.batch", self.batch, "an integer in 0..100000 (0: full batch)")
+
+
+@dataclass
 class ZSLWordNetConfig(BaseConfig):
     encoder: str = "minilm"  # 'minilm' (all-MiniLM-L6-v2) or 'hash' (word hashing, no model: the quick form)
     per_class: int = 150  # glosses drawn per supersense (fewer where a file has fewer synsets: 42 is the least)
@@ -50,9 +62,7 @@ class ZSLWordNetConfig(BaseConfig):
     margin: float = 0.1  # of the hinge losses (cosine scores lie in -1..1)
     scale: float = 10.0  # softmax temperature 1/scale
     rank: int = 16  # of the low-rank M = I + U V^T
-    steps: int = 200  # Adam steps
-    batch: int = 256  # glosses per step (0: full batch)
-    lr: float = 1e-3  # Adam
+    train: ZSLTrainConfig = field(default_factory=ZSLTrainConfig)  # training of M (Adam)
     reg_grid: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.1, 1.0])  # reg * ||M - I||^2 candidates
     eszsl_grid: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0])  # gamma = lambda candidates
     val_classes: int = 8  # held-out seen classes per validation fold
@@ -76,9 +86,6 @@ class ZSLWordNetConfig(BaseConfig):
         check(0 < self.margin <= 10, "margin", self.margin, "a number in (0, 10]")
         check(0 < self.scale <= 1000, "scale", self.scale, "a number in (0, 1000]")
         check(1 <= self.rank <= 384, "rank", self.rank, "an integer in 1..384")
-        check(1 <= self.steps <= 100_000, "steps", self.steps, "an integer in 1..100000")
-        check(0 <= self.batch <= 100_000, "batch", self.batch, "an integer in 0..100000 (0: full batch)")
-        check(0 < self.lr <= 1, "lr", self.lr, "a number in (0, 1]")
         check(len(self.reg_grid) > 0 and all(0 <= r <= 1e4 for r in self.reg_grid), "reg_grid", self.reg_grid,
               "a non-empty list of numbers in 0..1e4")
         check(len(self.eszsl_grid) > 0 and all(0 < r <= 1e6 for r in self.eszsl_grid), "eszsl_grid",
@@ -142,7 +149,8 @@ def _scorers(cfg, x, y, t, seen, seed):
     def learned(kind, rank):
         def train(xf, yf, tf, reg):
             p = fit_bilinear(xf, yf, tf, kind=kind, rank=rank, loss=cfg.loss, margin=cfg.margin, scale=cfg.scale,
-                             reg=reg, steps=cfg.steps, lr=cfg.lr, batch=cfg.batch, seed=seed)
+                             reg=reg, steps=cfg.train.steps, lr=cfg.train.lr, batch=cfg.train.batch,
+                             seed=seed)
             return lambda xx, tt: scores(p, xx, tt)
         return train
 
@@ -207,8 +215,8 @@ def run(cfg: ZSLWordNetConfig, out_dir: Path, resume: bool = False) -> dict:
                 reg = chosen.get("lowrank", {}).get("value", 0.0)
                 for r in cfg.sweep_ranks:
                     p = fit_bilinear(x[tr], local[y[tr]], t[seen], kind="lowrank", rank=r, loss=cfg.loss,
-                                     margin=cfg.margin, scale=cfg.scale, reg=reg, steps=cfg.steps, lr=cfg.lr,
-                                     batch=cfg.batch, seed=derive_seed(cfg.seed, i))
+                                     margin=cfg.margin, scale=cfg.scale, reg=reg, steps=cfg.train.steps,
+                                     lr=cfg.train.lr, batch=cfg.train.batch, seed=derive_seed(cfg.seed, i))
                     sc = lambda xx, tt, p=p: scores(p, xx, tt)  # noqa: E731
                     sweep[k][str(r)].append(evaluate_split(sc, t, seen, unseen, x[u], y[u], x[te], y[te])["zsl"])
     summary = {}
@@ -284,7 +292,7 @@ def summary(results: dict, cfg: ZSLWordNetConfig) -> str:
 EXPERIMENTS = [
     Experiment("zsl-wordnet", "Zero-shot WordNet supersenses from glosses: cosine vs learned bilinear M (full, "
                "low rank), ESZSL; ZSL and GZSL over class splits", ZSLWordNetConfig, run, figures, summary,
-               quick={"encoder": "hash", "per_class": 6, "n_splits": 2, "steps": 5, "reg_grid": [0.0, 0.1],
+               quick={"encoder": "hash", "per_class": 6, "n_splits": 2, "train.steps": 5, "reg_grid": [0.0, 0.1],
                       "eszsl_grid": [1.0], "val_folds": 1, "sweep_ranks": [2], "sweep_splits": 1},
                check=check_inputs),
 ]
