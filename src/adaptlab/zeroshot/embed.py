@@ -158,9 +158,8 @@ def embed_texts(texts: list[str], encoder: Callable[[list[str]], Tensor], cache:
 
     Args:
         texts: the texts, in order (the cache key covers every text and the order).
-        encoder: a callable with an ``id`` attribute (e.g. :func:`minilm_encoder`); an encoder may also be a zero-
-            argument factory's result created only on a cache miss: pass ``lambda: minilm_encoder()`` wrapped in
-            :func:`lazy` to avoid loading the model when everything is cached.
+        encoder: a callable with a string ``id`` attribute (e.g. :func:`minilm_encoder`); wrap a model's factory
+            in :class:`lazy` so that the model is loaded only on a cache miss.
         cache: True (``cache_dir()/embeddings``), False (no cache), or a folder.
 
     Returns:
