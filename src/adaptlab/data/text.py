@@ -10,6 +10,9 @@ and their plurals.
 - :func:`load_wordnet_nouns`: WordNet 3.0 noun synsets (Debian ``wordnet-base``, ``/usr/share/wordnet`` or
   ``$ADAPTLAB_DATA/wordnet``) with their supersense (lexicographer file, 26 noun classes) and gloss.
 - :func:`plural_pairs`: (singular, plural) pairs of WordNet nouns, plurals from ``inflect``.
+- :func:`load_wordnet_glosses`: every synset of ``data.noun/verb/adj/adv`` with its lexicographer file (one of the
+  45 supersenses, field 2 of a synset line) and gloss; :func:`load_lexnames` reads the 45 names and their
+  descriptions ("nouns denoting animals") from the same package's ``lexnames(5WN)`` man page.
 
 Example::
 
@@ -200,3 +203,83 @@ def plural_pairs(n: int | None = None, seed: int = 0, root: str | os.PathLike | 
             if len(pairs) == n:
                 return pairs
     raise DataError(f"n={n!r} plural pairs requested; expected 1..{len(pairs)}")
+
+
+WORDNET_POS = ("noun", "verb", "adj", "adv")
+LEXNAMES_MAN = "/usr/share/man/man5/lexnames.5WN.gz"
+
+
+@dataclass(frozen=True)
+class Lexname:
+    """One of WordNet's 45 lexicographer files: number (0..44), name (``"noun.animal"``) and description."""
+
+    number: int
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class WordNetGloss:
+    """One synset of any part of speech: first lemma, part of speech, lexicographer file number and gloss."""
+
+    word: str
+    pos: str
+    lexfile: int
+    gloss: str
+
+
+def load_lexnames(path: str | os.PathLike | None = None) -> list[Lexname]:
+    """The 45 lexicographer files of WordNet 3.0, parsed from the table of the ``lexnames(5WN)`` man page.
+
+    Looks in ``path``, ``$ADAPTLAB_DATA/wordnet/lexnames.5WN(.gz)``, then /usr/share/man/man5/lexnames.5WN.gz
+    (Debian ``wordnet-base``).
+
+    >>> names = load_lexnames()
+    >>> len(names), names[5].name, names[5].description
+    (45, 'noun.animal', 'nouns denoting animals')
+    """
+    import gzip
+
+    cands = [Path(path)] if path else []
+    if os.environ.get("ADAPTLAB_DATA"):
+        cands += [Path(os.environ["ADAPTLAB_DATA"]) / "wordnet" / n for n in ("lexnames.5WN.gz", "lexnames.5WN")]
+    cands.append(Path(LEXNAMES_MAN))
+    found = next((c for c in cands if c.is_file()), None)
+    if found is None:
+        raise DataError(f"the lexnames(5WN) man page was not found (looked in {', '.join(map(str, cands))}); "
+                        f"install it: {WORDNET_INSTALL} (and keep /usr/share/man: some images strip man pages)")
+    raw = found.read_bytes()
+    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "replace")
+    out = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split("\t")]
+        if len(parts) == 3 and parts[0].isdigit() and len(parts[0]) == 2:
+            out.append(Lexname(int(parts[0]), parts[1], parts[2]))
+    if [n.number for n in out] != list(range(45)):
+        raise DataError(f"{found} does not hold the 45-row lexicographer-file table of WordNet 3.0 "
+                        f"(read {len(out)} rows); reinstall wordnet-base")
+    return out
+
+
+def load_wordnet_glosses(pos: tuple[str, ...] = WORDNET_POS, root: str | os.PathLike | None = None
+                         ) -> list[WordNetGloss]:
+    """Every synset of ``data.{pos}`` (117,659 for all four), in file order, with its lexicographer file.
+
+    Args:
+        pos: parts of speech among ``("noun", "verb", "adj", "adv")``. root: the WordNet folder
+            (:func:`wordnet_dir`).
+    """
+    bad = [p for p in pos if p not in WORDNET_POS]
+    if bad or not pos:
+        raise DataError(f"pos={list(pos)!r} is invalid; expected a non-empty subset of {list(WORDNET_POS)}")
+    folder = wordnet_dir(root)
+    out = []
+    for p in pos:
+        with open(folder / f"data.{p}", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("  "):  # the license header
+                    continue
+                head, _, gloss = line.partition(" | ")
+                parts = head.split()
+                out.append(WordNetGloss(parts[4].replace("_", " "), p, int(parts[1]), gloss.strip()))
+    return out
