@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 _SUBPACKAGES = (
     "tasks", "data", "inner", "meta", "eval", "experiments", "models", "mtl", "compress", "io", "viz", "lm",
-    "config", "runner", "errors", "typing", "distributed", "params", "report", "engine", "adapt",
+    "config", "runner", "errors", "typing", "distributed", "params", "report", "engine", "adapt", "zeroshot",
 )
 
 

@@ -1,5 +1,5 @@
 """Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions, Omniglot, CIFAR-10(-C) and text tasks (capitals,
-MMLU, WordNet), read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
+MMLU, WordNet), English/Spanish corpora and FreeDict pairs from Debian packages, read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
 SHA-256 or structure) before use, with clear errors when missing; image corruptions (ImageNet-C style) and label /
 sub-population shifts."""
 
@@ -9,7 +9,9 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "_archive": ["download", "safe_extract_zip", "sha256_file", "verify_sha256"],
     "captions": ["CaptionSet", "Vocab", "make_captions", "parse_caption", "paste_digit"],
     "cifar": ["CIFAR10", "cifar10_dir", "cifar10c_dir", "load_cifar10", "load_cifar10c"],
+    "corpora": ["load_corpus", "read_sentences", "tokenize"],
     "corruptions": ["CORRUPTIONS", "PARAMS", "corrupt", "disk_kernel", "motion_kernels"],
+    "freedict": ["load_en_es_pairs", "read_dictd"],
     "mnist": ["MNIST", "load_mnist"],
     "mnist1d": ["MNIST1D", "load_mnist1d"],
     "multimnist": ["MultiMNIST", "compose", "make_multimnist"],
@@ -17,4 +19,5 @@ __all__, __getattr__, __dir__ = attach(__name__, {
              "load_wordnet_nouns", "mmlu_subjects", "plural_pairs", "wordnet_dir"],
     "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_omniglot", "load_runs", "omniglot_dir"],
     "shift": ["pad32", "permute_labels", "subpopulation"],
+    "wordvec": ["skipgram_vectors"],
 })
