@@ -23,6 +23,7 @@ from pathlib import Path
 
 from adaptlab.errors import DataError
 
+SYSTEM_DIR = Path("/usr/share/dictd")  # where Debian's dictd dictionaries install
 DICTS = {"eng-spa": "dict-freedict-eng-spa", "spa-eng": "dict-freedict-spa-eng"}
 _B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
 _SENSE = re.compile(r"^\s*\d+\.\s*")
@@ -53,7 +54,7 @@ def freedict_dir(root: str | os.PathLike | None = None) -> Path:
     cands = [Path(root)] if root else []
     if os.environ.get("ADAPTLAB_DATA"):
         cands.append(Path(os.environ["ADAPTLAB_DATA"]) / "freedict")
-    cands.append(Path("/usr/share/dictd"))
+    cands.append(SYSTEM_DIR)
     for c in cands:
         if all((c / f"freedict-{d}.index").is_file() and (c / f"freedict-{d}.dict.dz").is_file() for d in DICTS):
             return c
