@@ -1,7 +1,7 @@
 """Datasets: MNIST, MNIST-1D, MultiMNIST, templated MNIST captions, Omniglot, CIFAR-10(-C) and text tasks (capitals,
-MMLU, WordNet), English/Spanish corpora and FreeDict pairs from Debian packages, read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
-SHA-256 or structure) before use, with clear errors when missing; image corruptions (ImageNet-C style) and label /
-sub-population shifts."""
+MMLU, WordNet, English/Spanish corpora and FreeDict pairs), read from local copies (installed packages, Debian
+packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned SHA-256 or structure) before use, with clear
+errors when missing; image corruptions (ImageNet-C style) and label / sub-population shifts."""
 
 from adaptlab._lazy import attach
 
