@@ -176,10 +176,11 @@ def test_missing_freedict_says_what_to_install(monkeypatch, tmp_path):
         freedict.freedict_dir()
 
 
-@pytest.mark.parametrize("override, key", [("embed.dim=1", "embed.dim"), ("sources=[bibles]", "sources"),
-                                           ("splits=0", "splits")])
+@pytest.mark.parametrize("override, key", [("embed.dim=1", "embed.dim=1 is invalid"),
+                                           ("splits=0", "splits=0 is invalid"),
+                                           ("sources=bibles", "sources=['bibles'] is invalid")])
 def test_cli_rejects_bad_config_with_one_line(override, key, tmp_path):
-    code, _, err = cli("run", "bli-en-es", "--quick", override, "--out", str(tmp_path / "x"))
+    code, _, err = cli("run", "bli-en-es", "--quick", "--set", override, "--out", str(tmp_path / "x"))
     assert code == 2 and key in err and len(err.strip().splitlines()) == 1, err
 
 
@@ -246,3 +247,10 @@ def test_skipgram_vectors_are_reproducible_and_cached(tmp_path):
     assert v1 == v2 and (e1 == e2).all() and len(list(tmp_path.glob("*.npy"))) == 1
     v3, e3 = skipgram_vectors(sents, dim=8, epochs=2, min_count=1, seed=3, cache=True, cache_dir=tmp_path, key="t")
     assert v3 == v1 and (e3 == e1).all()
+
+
+def test_a_missing_debian_package_stops_the_run_before_its_folder_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(corpora.PACKAGES, ("manpages", "es"), "manpages-xx-missing")
+    code, _, err = cli("run", "bli-en-es", "--quick", "--set", "sources=manpages", "--out", str(tmp_path / "x"))
+    assert code == 2 and "apt-get install manpages-xx-missing" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
