@@ -176,7 +176,7 @@ def test_missing_freedict_says_what_to_install(monkeypatch, tmp_path):
         freedict.freedict_dir()
 
 
-@pytest.mark.parametrize("override, key", [("embed.dim=1", "embed.dim=1 is invalid"),
+@pytest.mark.parametrize("override, key", [("train.dim=1", "train.dim=1 is invalid"),
                                            ("splits=0", "splits=0 is invalid"),
                                            ("sources=bibles", "sources=['bibles'] is invalid")])
 def test_cli_rejects_bad_config_with_one_line(override, key, tmp_path):

@@ -33,7 +33,7 @@ def _sha(path: Path) -> str:
 
 
 def skipgram_vectors(sentences: list[list[str]], dim: int = 100, window: int = 5, min_count: int = 5,
-                     epochs: int = 5, negative: int = 5, seed: int = 0, max_vocab: int | None = None,
+                     epochs: int = 5, negative: int = 5, lr: float = 0.025, seed: int = 0, max_vocab: int | None = None,
                      cache: bool = True, cache_dir: Path | None = None, key: str = "") -> tuple[list[str], np.ndarray]:
     """``(vocab, vectors)`` of skip-gram (negative sampling) vectors, words sorted by decreasing frequency.
 
@@ -43,13 +43,14 @@ def skipgram_vectors(sentences: list[list[str]], dim: int = 100, window: int = 5
 
     Args:
         sentences: token lists. dim: vector size. window: context half-width. min_count: rarer words dropped.
-        epochs: passes over the corpus. negative: negative samples. max_vocab: keep the most frequent words.
+        epochs: passes over the corpus. negative: negative samples. lr: starting learning rate (gensim's alpha).
+        max_vocab: keep the most frequent words.
     Returns:
         vocab (list of n words), vectors (n, dim) float32.
     """
     from adaptlab.io import atomic_write_bytes, atomic_write_json
 
-    args = {"dim": dim, "window": window, "min_count": min_count, "epochs": epochs, "negative": negative,
+    args = {"dim": dim, "window": window, "min_count": min_count, "epochs": epochs, "negative": negative, "lr": lr,
             "seed": seed, "max_vocab": max_vocab, "tokens": sum(map(len, sentences)), "version": CACHE_VERSION}
     tag = hashlib.sha256(json.dumps([key, args], sort_keys=True).encode()).hexdigest()[:16]
     if cache:
@@ -69,7 +70,7 @@ def skipgram_vectors(sentences: list[list[str]], dim: int = 100, window: int = 5
     except ModuleNotFoundError:
         raise DataError(f"skip-gram training needs gensim; run: {GENSIM_INSTALL}") from None
     model = Word2Vec(sentences, vector_size=dim, window=window, min_count=min_count, sg=1, negative=negative,
-                     epochs=epochs, seed=seed, workers=1, max_final_vocab=max_vocab, sorted_vocab=1,
+                     epochs=epochs, alpha=lr, seed=seed, workers=1, max_final_vocab=max_vocab, sorted_vocab=1,
                      hashfxn=_stable_hash)
     vocab = list(model.wv.index_to_key)
     if not vocab:

