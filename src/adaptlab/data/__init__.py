@@ -1,8 +1,8 @@
 """Datasets: MNIST, MNIST-1D, MultiMNIST, Animal-MNIST, templated MNIST captions, Omniglot, CIFAR-10(-C), text
-tasks (capitals, MMLU, WordNet) and word-level tasks (inflections, capitals, translations, number words, WordNet
-relations), read from local copies (installed packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned
-SHA-256 or structure) before use, with clear errors when missing; image corruptions (ImageNet-C style) and label /
-sub-population shifts."""
+tasks (capitals, MMLU, WordNet, English/Spanish corpora and FreeDict pairs) and word-level tasks (inflections,
+capitals, translations, number words, WordNet relations), read from local copies (installed packages, Debian
+packages, ``$ADAPTLAB_DATA``, a user's folder) and checked (pinned SHA-256 or structure) before use, with clear
+errors when missing; image corruptions (ImageNet-C style) and label / sub-population shifts."""
 
 from adaptlab._lazy import attach
 
@@ -11,7 +11,9 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "_archive": ["download", "safe_extract_zip", "sha256_file", "verify_sha256"],
     "captions": ["CaptionSet", "Vocab", "make_captions", "parse_caption", "paste_digit"],
     "cifar": ["CIFAR10", "cifar10_dir", "cifar10c_dir", "load_cifar10", "load_cifar10c"],
+    "corpora": ["load_corpus", "read_sentences", "tokenize"],
     "corruptions": ["CORRUPTIONS", "PARAMS", "corrupt", "disk_kernel", "motion_kernels"],
+    "freedict": ["load_en_es_pairs", "read_dictd"],
     "mnist": ["MNIST", "load_mnist"],
     "mnist1d": ["MNIST1D", "load_mnist1d"],
     "multimnist": ["MultiMNIST", "compose", "make_multimnist"],
@@ -20,5 +22,6 @@ __all__, __getattr__, __dir__ = attach(__name__, {
              "mmlu_subjects", "plural_pairs", "wordnet_dir"],
     "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_omniglot", "load_runs", "omniglot_dir"],
     "shift": ["pad32", "permute_labels", "subpopulation"],
-    "wordtasks": ["WORD_TASKS", "dict_dir", "fit_tokenizer", "read_dictd", "word_task", "word_tasks"],
+    "wordtasks": ["WORD_TASKS", "dict_dir", "first_translations", "fit_tokenizer", "word_task", "word_tasks"],
+    "wordvec": ["skipgram_vectors"],
 })

@@ -164,7 +164,7 @@ def dict_dir(name: str, root: str | os.PathLike | None = None) -> Path:
                     f"{DICT_INSTALL}")
 
 
-def read_dictd(name: str, root: str | os.PathLike | None = None) -> dict[str, str]:
+def first_translations(name: str, root: str | os.PathLike | None = None) -> dict[str, str]:
     """headword -> first translation of a FreeDict dictd dictionary, single words only.
 
     ``.index`` lines are ``word<TAB>offset<TAB>length`` in base 64 (A-Z a-z 0-9 + /) into the gzip-readable
@@ -191,7 +191,7 @@ def read_dictd(name: str, root: str | os.PathLike | None = None) -> dict[str, st
 
 
 def _translations(task: str, name: str, target_ok: Callable[[str], bool]) -> list[Pair]:
-    return [(w, t) for w, t in read_dictd(name).items() if target_ok(t) and t != w and 2 <= len(w) <= 14]
+    return [(w, t) for w, t in first_translations(name).items() if target_ok(t) and t != w and 2 <= len(w) <= 14]
 
 
 # --------------------------------------------------------------------------------------------------- others

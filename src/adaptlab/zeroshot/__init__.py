@@ -5,6 +5,8 @@ contrastive self-supervised pretraining.
   softmax losses; ESZSL's closed form.
 - :mod:`~adaptlab.zeroshot.eval`: class splits, ZSL / GZSL accuracy and harmonic mean, class-level validation.
 - :mod:`~adaptlab.zeroshot.embed`: MiniLM sentence and GloVe word embeddings with a verified on-disk cache.
+- :mod:`~adaptlab.zeroshot.procrustes`: orthogonal Procrustes, NN / CSLS retrieval, MUSE refinement, P@k (bilingual
+  lexicon induction).
 - :mod:`~adaptlab.zeroshot.contrastive`: SimCLR's NT-Xent, a projection head, torch augmentations.
 """
 
@@ -19,4 +21,6 @@ __all__, __getattr__, __dir__ = attach(__name__, {
               "minilm_encoder"],
     "eval": ["class_splits", "class_validation", "evaluate_split", "harmonic_mean", "per_class_accuracy",
              "zsl_accuracy"],
+    "procrustes": ["gold_index", "knn_mean_similarity", "mutual_nn_pairs", "normalize_embeddings",
+                   "orthogonal_procrustes", "precision_at_k", "refine", "retrieve"],
 })

@@ -1,0 +1,94 @@
+"""English-Spanish gold translation pairs from the FreeDict dictionaries (Debian ``dict-freedict-eng-spa`` and
+``dict-freedict-spa-eng``), read from their dictd files.
+
+A dictd dictionary is an ``.index`` of ``headword<TAB>offset<TAB>length`` lines, the two numbers written in
+base 64 over ``A-Z a-z 0-9 + /``, and a ``.dict.dz`` (gzip-readable) holding the entries at those byte offsets.
+An entry is a headword line (``abandon /əbændən/``) followed by senses, numbered (``1. calmarse, sosegarse``)
+or not; the translations of a sense are separated by commas or semicolons.
+
+Example::
+
+    >>> b64_decode("EGh"), b64_decode("BG")
+    (16801, 70)
+    >>> parse_entry("abate /əbeit/\\n1. calmarse, sosegarse\\n2. amainar\\n")
+    ['calmarse', 'sosegarse', 'amainar']
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from pathlib import Path
+
+from adaptlab.errors import DataError
+
+SYSTEM_DIR = Path("/usr/share/dictd")  # where Debian's dictd dictionaries install
+DICTS = {"eng-spa": "dict-freedict-eng-spa", "spa-eng": "dict-freedict-spa-eng"}
+_B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+_SENSE = re.compile(r"^\s*\d+\.\s*")
+_SINGLE = re.compile(r"^[^\W\d_]+$")  # one word of letters (accents included)
+
+
+def b64_decode(s: str) -> int:
+    """A dictd base-64 number (most significant digit first)."""
+    n = 0
+    for c in s:
+        if c not in _B64:
+            raise DataError(f"{s!r} is not a dictd base-64 number; expected the characters A-Z a-z 0-9 + /")
+        n = 64 * n + _B64[c]
+    return n
+
+
+def parse_entry(entry: str) -> list[str]:
+    """The translations of a dictd entry, in order: every comma/semicolon-separated item of each sense line."""
+    out = []
+    for line in entry.splitlines()[1:]:  # line 0: headword and pronunciation
+        line = _SENSE.sub("", line).strip()
+        out.extend(t.strip() for t in re.split(r"[,;]", line) if t.strip())
+    return out
+
+
+def freedict_dir(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding ``freedict-eng-spa.index``: ``root``, ``$ADAPTLAB_DATA/freedict`` or /usr/share/dictd."""
+    cands = [Path(root)] if root else []
+    if os.environ.get("ADAPTLAB_DATA"):
+        cands.append(Path(os.environ["ADAPTLAB_DATA"]) / "freedict")
+    cands.append(SYSTEM_DIR)
+    for c in cands:
+        if all((c / f"freedict-{d}.index").is_file() and (c / f"freedict-{d}.dict.dz").is_file() for d in DICTS):
+            return c
+    raise DataError(f"FreeDict English-Spanish not found (looked in {', '.join(map(str, cands))}); install it: "
+                    f"apt-get install {' '.join(DICTS.values())}")
+
+
+def read_dictd(index: str | os.PathLike, dz: str | os.PathLike) -> dict[str, list[str]]:
+    """``{headword: translations}`` of a dictd dictionary (headwords that appear twice are merged)."""
+    data = gzip.open(dz, "rb").read()
+    out: dict[str, list[str]] = {}
+    for n, line in enumerate(Path(index).read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise DataError(f"{index}:{n}: {line!r} is not 'word<TAB>offset<TAB>length'")
+        word, off, length = parts[0], b64_decode(parts[1]), b64_decode(parts[2])
+        if word.startswith("00database") or word.startswith("00-database"):
+            continue
+        if off + length > len(data):
+            raise DataError(f"{index}:{n}: entry {word!r} ends at byte {off + length}, past the end of {dz} "
+                            f"({len(data)} bytes); reinstall the dictionary")
+        out.setdefault(word, []).extend(parse_entry(data[off:off + length].decode("utf-8", errors="replace")))
+    return out
+
+
+def load_en_es_pairs(root: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """Sorted unique single-word lowercase (english, spanish) pairs from both FreeDict directions."""
+    d = freedict_dir(root)
+    pairs = set()
+    for name in DICTS:
+        for head, trans in read_dictd(d / f"freedict-{name}.index", d / f"freedict-{name}.dict.dz").items():
+            head = head.strip().lower()
+            for t in trans:
+                t = t.lower()
+                if _SINGLE.match(head) and _SINGLE.match(t):
+                    pairs.add((head, t) if name == "eng-spa" else (t, head))
+    return sorted(pairs)
