@@ -2,13 +2,21 @@
 
     python benchmarks/bench_omniglot.py                    # writes benchmarks/results/omniglot.{json,md}
     python benchmarks/bench_omniglot.py --steps 5 --repeats 1   # smoke run
+    python benchmarks/bench_omniglot.py --part maml-paths     # writes benchmarks/results/omniglot_maml_paths.*
 
 Part 1 times meta-training steps of ProtoNet, second-order MAML and first-order MAML (conv4, 28x28, one
 20-way 1-shot episode per step with 5 queries per class for ProtoNet's 30-way default replaced by the same
 20-way episode so the algorithms see the same images), interleaving the algorithms (A, B, C, A, B, C, ...) so
 machine load affects all alike, and reports the median episodes/s. Part 2 runs ``torchrun`` with 1, 2 and 4
 CPU processes on a fixed meta-batch of 8 ProtoNet episodes (each process takes its shard, gradients are
-all-reduced) and reports the median meta-batch time. Accuracy against wall-clock comes from the run folders
+all-reduced) and reports the median meta-batch time. Part 3 (``--part maml-paths``) times one MAML meta-step
+(forward and meta-gradient) of 5-way 1-shot Omniglot (1 query per class, as learn2learn's Omniglot example)
+on Conv4 by three implementations: the per-task loop that learn2learn's ``clone()``/``adapt()`` run (copy the
+parameters, ``torch.autograd.grad(create_graph=not first_order)`` per task and step, accumulate the query
+losses), adaptlab's ``vmap`` path (``vectorize=True``) and adaptlab's default (``vectorize="auto"``, which picks
+the folded grouped-convolution path for Conv4), for second and first order, 1 and 2 threads, meta-batch 8
+and 32, 1 and 5 inner steps, interleaved, with the meta-gradients compared to the loop's. Accuracy against
+wall-clock comes from the run folders
 (``docs/results/omniglot-*/results.json``: 20-run error every 100 steps with the training seconds).
 """
 
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -72,6 +81,111 @@ def bench_algorithms(steps: int, repeats: int) -> dict:
     return {k: {"episodes_per_s_median": statistics.median(v), "runs": v} for k, v in times.items()}
 
 
+def _l2l_loop(model, params, batch, steps, lr, first_order):
+    """learn2learn's clone()/adapt() per task: copy, autograd.grad(create_graph=not first_order), accumulate."""
+    from torch.func import functional_call
+
+    total = 0.0
+    for t in range(batch.support_y.shape[0]):
+        fast = dict(params)
+        for _ in range(steps):
+            loss = F.cross_entropy(functional_call(model, fast, (batch.support_x[t],)), batch.support_y[t])
+            grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+            fast = {k: v - lr * g for (k, v), g in zip(fast.items(), grads)}
+        total = total + F.cross_entropy(functional_call(model, fast, (batch.query_x[t],)), batch.query_y[t])
+    return total / batch.support_y.shape[0]
+
+
+def bench_maml_paths(repeats: int, threads=(1, 2), meta_batches=(8, 32), inner_steps=(1, 5), query: int = 1,
+                     on_round=None) -> dict:
+    """Seconds per MAML meta-step (forward + meta-gradient), Conv4 5-way 1-shot: loop vs vmap vs auto.
+
+    ``on_round(partial_result)`` is called after every setting, so a run stopped early (a loaded machine) still
+    leaves what it measured; within a repeat the settings run cheapest first."""
+    from adaptlab.meta.maml import maml_meta_loss
+    from adaptlab.models.conv4 import Conv4
+
+    torch.manual_seed(0)
+    model = Conv4(n_classes=5)
+    params = dict(model.named_parameters())
+    sampler, g = _episodes(5, 1, query, 1)
+    batches = {T: sampler.sample(T, g) for T in meta_batches}
+    settings = sorted([(fo, T, k) for fo in (False, True) for T in meta_batches for k in inner_steps],
+                      key=lambda st: (st[1] * st[2] * (1 if st[0] else 3), st))  # cheapest first
+
+    def ours(vectorize):
+        return lambda b, k, fo: maml_meta_loss(params, {}, b, model=model, loss_fn=F.cross_entropy, steps=k,
+                                               lr=0.4, first_order=fo, vectorize=vectorize)[0]
+    methods = {"loop": lambda b, k, fo: _l2l_loop(model, params, b, k, 0.4, fo), "vmap": ours(True),
+               "auto": ours("auto")}
+    leaves = list(params.values())
+    times = {(th, *st): {m: [] for m in methods} for th in threads for st in settings}
+    diffs, loads = {}, []
+    for (fo, T, k) in settings:                                   # warm-up and meta-gradient check, 1 thread
+        if T != min(meta_batches):
+            continue  # the check at the smallest meta-batch only: a 32-task K=5 check costs minutes here
+        torch.set_num_threads(1)
+        grads = {m: torch.autograd.grad(f(batches[T], k, fo), leaves) for m, f in methods.items()}
+        ref = torch.cat([x.flatten() for x in grads["loop"]])
+        diffs[(fo, T, k)] = {m: float((torch.cat([x.flatten() for x in gr]) - ref).norm() / ref.norm())
+                             for m, gr in grads.items() if m != "loop"}
+    print("meta-gradients checked", diffs, file=sys.stderr, flush=True)
+    for r in range(repeats):
+        for th in threads:
+            torch.set_num_threads(th)
+            loads.append(os.getloadavg()[0])
+            for (fo, T, k) in settings:
+                for m, f in methods.items():                      # interleaved: loop, vmap, auto, loop, ...
+                    t0 = time.perf_counter()
+                    torch.autograd.grad(f(batches[T], k, fo), leaves)
+                    times[(th, fo, T, k)][m].append(time.perf_counter() - t0)
+                print(f"round {r} threads {th} order {1 if fo else 2} T={T} K={k}",
+                      {m: round(v[-1], 3) for m, v in times[(th, fo, T, k)].items()}, file=sys.stderr, flush=True)
+                if on_round is not None:
+                    on_round(_maml_paths_rows(times, diffs, loads, query, model, batches))
+        torch.set_num_threads(1)
+    return _maml_paths_rows(times, diffs, loads, query, model, batches)
+
+
+def _maml_paths_rows(times, diffs, loads, query, model, batches) -> dict:
+    from adaptlab.meta.maml import choose_path
+
+    rows = []
+    for (th, fo, T, k), ts in times.items():
+        if not ts["loop"]:
+            continue  # not reached before the run was stopped
+        med = {m: statistics.median(v) for m, v in ts.items()}
+        rows.append({"threads": th, "order": 1 if fo else 2, "meta_batch": T, "inner_steps": k,
+                     "auto_path": choose_path(model, None, batches[T].support_x),
+                     "seconds_median": med, "runs": ts, "loop_over_vmap": med["loop"] / med["vmap"],
+                     "loop_over_auto": med["loop"] / med["auto"],
+                     "meta_grad_rel_diff_vs_loop": diffs.get((fo, T, k), {"vmap": math.nan, "auto": math.nan}),
+                     "repeats": len(ts["loop"])})
+    return {"rows": rows, "loadavg_per_round": loads, "query_per_class": query}
+
+
+def _maml_paths_md(res: dict, meta: dict) -> list[str]:
+    lines = [f"# MAML on Conv4: per-task loop vs vmap vs the automatic path (CPU, {meta['nproc']} cores, load "
+             f"average {meta['loadavg_before'][0]:.1f} before / {meta['loadavg_after'][0]:.1f} after, "
+             f"{min(res['loadavg_per_round']):.1f}-{max(res['loadavg_per_round']):.1f} during; shared machine; "
+             f"repeats per cell in the last column)", "",
+             f"Command: `{meta['command']}`; torch {meta['torch']}. Omniglot 5-way 1-shot, "
+             f"{res['query_per_class']} query per class, Conv4 (64 channels, batch norm), inner lr 0.4; one "
+             "meta-step = meta-loss + `torch.autograd.grad` of it; median seconds of the interleaved repeats. "
+             "`loop` is learn2learn's clone()/adapt() algorithm; `auto` is adaptlab's default "
+             "(`vectorize=\"auto\"`, path named). Speed-up = loop time / path time (> 1: faster than the loop).",
+             "", "| order | threads | meta-batch | inner steps | loop s | vmap s | auto s (path) | vmap speed-up "
+             "| auto speed-up | meta-grad rel. diff auto vs loop | repeats |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(res["rows"], key=lambda r: (r["order"] == 1, r["threads"], r["meta_batch"], r["inner_steps"])):
+        s = r["seconds_median"]
+        lines.append(f"| {'second' if r['order'] == 2 else 'first'} | {r['threads']} | {r['meta_batch']} | "
+                     f"{r['inner_steps']} | {s['loop']:.3f} | {s['vmap']:.3f} | {s['auto']:.3f} ({r['auto_path']}) | "
+                     f"{r['loop_over_vmap']:.2f}x | {r['loop_over_auto']:.2f}x | "
+                     f"{r['meta_grad_rel_diff_vs_loop']['auto']:.1e} | {r['repeats']} |")
+    return lines
+
+
 def worker(steps: int, out: str) -> None:
     """One torchrun process: time meta-steps of 8 ProtoNet episodes sharded across the processes."""
     from adaptlab import distributed as D
@@ -124,12 +238,28 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--worker", action="store_true")
     p.add_argument("--out", default="")
+    p.add_argument("--part", choices=("algorithms", "maml-paths"), default="algorithms",
+                   help="algorithms: parts 1-2 (omniglot.*); maml-paths: part 3 (omniglot_maml_paths.*)")
+    p.add_argument("--query", type=int, default=1, help="maml-paths: query images per class")
+    p.add_argument("--threads", default="1,2", help="maml-paths: intra-op thread counts, comma-separated")
     a = p.parse_args()
     if a.worker:
         return worker(a.steps, a.out)
     os.environ.setdefault("ADAPTLAB_DATA", str(ROOT.parent / "shared" / "data"))
     torch.set_num_threads(1)
     load_before = os.getloadavg()
+    if a.part == "maml-paths":
+        def write(res: dict) -> list[str]:
+            meta = {"nproc": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                    "torch": torch.__version__, "python": platform.python_version(),
+                    "command": "python benchmarks/bench_omniglot.py " + " ".join(sys.argv[1:])}
+            out = ROOT / "benchmarks" / "results"
+            (out / "omniglot_maml_paths.json").write_text(json.dumps({"meta": meta, **res}, indent=1) + "\n")
+            lines = _maml_paths_md(res, meta)
+            (out / "omniglot_maml_paths.md").write_text("\n".join(lines) + "\n")
+            return lines
+        threads = tuple(int(t) for t in a.threads.split(","))
+        return print("\n".join(write(bench_maml_paths(a.repeats, threads, query=a.query, on_round=write))))
     algos = bench_algorithms(a.steps, a.repeats)
     tmp = ROOT / "benchmarks" / "results" / ".tmp"
     tmp.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,12 @@ The model enters only through ``forward(params, buffers, inputs)``; the default 
 ``functional_call(model, (params, buffers), (inputs,))``, and ``inputs`` may also be a dict of keyword tensors
 (``{"input_ids": ..., "attention_mask": ...}``), passed to the model as keywords. Models that do not ``vmap``
 (a HuggingFace causal LM, anything with data-dependent control flow) take the per-task path,
-``vectorize=False``: a Python loop over the tasks with one ``torch.autograd.grad`` per task and step. Both paths
-give the same meta-gradient (tests/test_maml.py).
+``vectorize=False``: a Python loop over the tasks with one ``torch.autograd.grad`` per task and step. A module
+may also define ``forward_tasks(params_t, buffers_t, x_t) -> (T, n, ...)``, all T tasks in one hand-batched pass
+with per-task parameters ``(T, *shape)`` (:meth:`adaptlab.models.conv4.Conv4.forward_tasks` folds the tasks into
+the channels of grouped convolutions); that is the ``"folded"`` path. The default ``vectorize="auto"`` picks
+the path by a fixed rule (:func:`choose_path`), never by timing, so a seeded run gives the same numbers every
+time. All paths give the same meta-gradient (tests/test_maml.py).
 
 Every loss here has the shape of every method in :mod:`adaptlab.meta`: ``loss(params, buffers, batch) ->
 (loss, aux)`` with the model and the settings keyword-only, ``batch`` a
@@ -66,6 +70,10 @@ LossFn = Callable[[Any, Tensor], Tensor]
 LR = float | Mapping[str, Tensor]
 # forward(params, buffers, inputs) -> prediction, for one task's inputs (a tensor or a dict of keyword tensors)
 Forward = Callable[[Params, Params, Inputs], Any]
+# forward_tasks(params_t, buffers_t, inputs_t) -> (T, n, ...), every tensor with a leading task dim
+TasksForward = Callable[[Params, Params, Tensor], Tensor]
+Vectorize = bool | str
+PATHS = ("auto", "folded", True, False)
 MetaLoss = Callable[[Mapping[str, Tensor], Mapping[str, Tensor], SupportQuery], tuple[Tensor, dict]]
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -119,6 +127,45 @@ def _task(x: Inputs, t: int) -> Inputs:
     return map_inputs(x, lambda v: v[t])
 
 
+def choose_path(model: nn.Module | None, forward: Forward | None, inputs: Inputs,
+                vectorize: Vectorize = "auto") -> str:
+    """Which implementation runs the T inner loops: ``"folded"``, ``"vmap"`` or ``"loop"``.
+
+    ``vectorize=True`` is ``"vmap"``, ``False`` is ``"loop"``, ``"folded"`` demands the model's
+    ``forward_tasks``. ``"auto"`` is a fixed rule from ``benchmarks/bench_omniglot.py`` (docs/omniglot.md),
+    deterministic so that seeded runs repeat exactly:
+
+    1. the model's own ``forward_tasks`` (no user ``forward``, tensor inputs): ``"folded"``;
+    2. else a model with convolutions on CPU: ``"loop"`` (``vmap`` turns per-task kernels into grouped
+       convolutions with permuted batch-norm and pooling tensors, slower than the loop on Conv4);
+    3. else ``"vmap"`` (MLPs: 7-12x faster than a per-task loop, docs/maml.md).
+
+    Example::
+
+        >>> from adaptlab.models.conv4 import Conv4
+        >>> x = torch.zeros(2, 3, 1, 28, 28)
+        >>> choose_path(Conv4(n_classes=3), None, x), choose_path(torch.nn.Linear(1, 1), None, x)
+        ('folded', 'vmap')
+    """
+    if vectorize not in PATHS:
+        raise ValueError(f"vectorize={vectorize!r} is invalid; expected one of {PATHS} "
+                         "(True: vmap over tasks, False: a per-task loop)")
+    if vectorize is True or vectorize is False:
+        return "vmap" if vectorize else "loop"
+    native = (forward is None and model is not None and isinstance(inputs, Tensor)
+              and callable(getattr(model, "forward_tasks", None)))
+    if vectorize == "folded":
+        if not native:
+            raise ValueError("vectorize='folded' needs a model with forward_tasks(params_t, buffers_t, x_t), no "
+                             "user forward and tensor inputs; expected vectorize='auto', True or False otherwise")
+        return "folded"
+    if native:
+        return "folded"
+    first = inputs if isinstance(inputs, Tensor) else next(iter(inputs.values()))
+    convs = model is not None and any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return "loop" if convs and first.device.type == "cpu" else "vmap"
+
+
 # ------------------------------------------------------------------------------------------ functional core
 
 
@@ -127,6 +174,18 @@ def _task_loss(forward: Forward, loss_fn: LossFn):
     def loss(fast: Params, frozen: Params, bufs: Params, x: Inputs, y: Tensor) -> Tensor:
         return loss_fn(forward({**frozen, **fast}, bufs, x), y)
     return loss
+
+
+def _tasks_loss(forward: Forward, loss_fn: LossFn, tasks_forward: TasksForward | None, chunk_size: int | None):
+    """losses(fast_t, frozen, buffers_t, x_t, y_t) -> (T,): vmapped, or through a hand-batched forward_tasks."""
+    if tasks_forward is None:
+        return vmap(_task_loss(forward, loss_fn), in_dims=(0, None, 0, 0, 0), randomness="different",
+                    chunk_size=chunk_size)
+
+    def losses(fast_t: Params, frozen: Params, buffers_t: Params, x: Tensor, y: Tensor) -> Tensor:
+        pred = tasks_forward({**_expand(frozen, y.shape[0]), **fast_t}, buffers_t, x)  # (T, n, ...)
+        return vmap(loss_fn)(pred, y)  # (T,)
+    return losses
 
 
 def _sgd_steps(fast: Params, loss_at: Callable[[Params], Tensor], steps: int, lr: LR, first_order: bool) -> Params:
@@ -145,7 +204,7 @@ def _sgd_steps(fast: Params, loss_at: Callable[[Params], Tensor], steps: int, lr
 
 def inner_loop(fast_t: Params, frozen: Params, buffers_t: Params, x_s: Inputs, y_s: Tensor, *, forward: Forward,
                loss_fn: LossFn, steps: int, lr: LR, first_order: bool = False,
-               chunk_size: int | None = None) -> Params:
+               chunk_size: int | None = None, tasks_forward: TasksForward | None = None) -> Params:
     """K inner steps for T tasks at once (the vectorized path).
 
     The forward pass of all tasks is one ``vmap`` over the task dim; the tasks are independent, so the
@@ -159,13 +218,14 @@ def inner_loop(fast_t: Params, frozen: Params, buffers_t: Params, x_s: Inputs, y
         frozen: parameters shared by all tasks and not adapted (ANIL's body); may be empty.
         buffers_t: per-task buffers ``(T, *shape)`` (:func:`per_task_buffers`).
         x_s, y_s: support sets ``(T, n, ...)`` (``x_s`` may be a dict of such tensors).
+        tasks_forward: a hand-batched ``forward_tasks(params_t, buffers_t, x_s) -> (T, n, ...)`` used instead of
+            ``vmap`` over ``forward`` (the ``"folded"`` path).
         Others as in :func:`inner_adapt`.
 
     Returns:
         The adapted per-task parameters ``(T, *shape)``.
     """
-    batched = vmap(_task_loss(forward, loss_fn), in_dims=(0, None, 0, 0, 0), randomness="different",
-                   chunk_size=chunk_size)
+    batched = _tasks_loss(forward, loss_fn, tasks_forward, chunk_size)
     held = {k: v.detach() for k, v in frozen.items()} if first_order else frozen
     return _sgd_steps(fast_t, lambda p: batched(p, held, buffers_t, x_s, y_s).sum(), steps, lr,  # (T,) summed
                       first_order)
@@ -222,7 +282,7 @@ def inner_adapt(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x: 
 def maml_meta_loss(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], batch: SupportQuery, *,
                    loss_fn: LossFn, steps: int, lr: LR, model: nn.Module | None = None,
                    forward: Forward | None = None, first_order: bool = False, adapt: Iterable[str] | None = None,
-                   vectorize: bool = True, chunk_size: int | None = None) -> tuple[Tensor, dict[str, Any]]:
+                   vectorize: Vectorize = "auto", chunk_size: int | None = None) -> tuple[Tensor, dict[str, Any]]:
     """MAML meta-loss of a batch of T tasks.
 
     :math:`\\mathcal{L}(\\theta) = \\frac1T \\sum_t \\mathrm{loss\\_fn}(f_{\\phi^{(t)}_K}(x^q_t), y^q_t)` with
@@ -235,7 +295,9 @@ def maml_meta_loss(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], 
             ``query_x, query_y`` ``(T, n_q, ...)``; inputs may be dicts of keyword tensors.
         loss_fn, steps, lr, model, forward, first_order, adapt: as in :func:`inner_adapt`.
         vectorize: ``True``: all T inner loops at once (:func:`inner_loop`, one ``vmap`` over tasks);
-            ``False``: a Python loop over the tasks, for models that do not ``vmap``. Same meta-gradient.
+            ``False``: a Python loop over the tasks, for models that do not ``vmap``; ``"folded"``: the
+            model's hand-batched ``forward_tasks``; ``"auto"`` (default): :func:`choose_path`. Same
+            meta-gradient on every path.
         chunk_size: passed to ``vmap`` to bound memory on very large task batches (vectorized path only).
 
     Returns:
@@ -253,17 +315,19 @@ def maml_meta_loss(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], 
         >>> loss.backward(); aux["task_losses"].shape
         torch.Size([4])
     """
+    path = choose_path(model, forward, batch.support_x, vectorize)
     forward = _resolve_forward(model, forward)
     T = batch.support_y.shape[0]
     fast, frozen = split_params(params, adapt)
     task_loss = _task_loss(forward, loss_fn)
-    if vectorize:
+    if path != "loop":
+        tasks_forward = model.forward_tasks if path == "folded" else None
         buffers_t = per_task_buffers(buffers, T)
         fast_t = inner_loop(_expand(fast, T), frozen, buffers_t, batch.support_x, batch.support_y,
                             forward=forward, loss_fn=loss_fn, steps=steps, lr=lr, first_order=first_order,
-                            chunk_size=chunk_size)
-        losses = vmap(task_loss, in_dims=(0, None, 0, 0, 0), randomness="different",
-                      chunk_size=chunk_size)(fast_t, frozen, buffers_t, batch.query_x, batch.query_y)  # (T,)
+                            chunk_size=chunk_size, tasks_forward=tasks_forward)
+        losses = _tasks_loss(forward, loss_fn, tasks_forward, chunk_size)(
+            fast_t, frozen, buffers_t, batch.query_x, batch.query_y)  # (T,)
         return losses.mean(), {"task_losses": losses, "buffers": mean_buffers(buffers_t)}
     per_task, task_buffers = [], []
     for t in range(T):
@@ -281,7 +345,7 @@ def adapt_tasks(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], sup
                 support_y: Tensor, *, loss_fn: LossFn, steps: int, lr: LR, model: nn.Module | None = None,
                 forward: Forward | None = None, adapt: Iterable[str] | None = None, x_eval: Inputs | None = None,
                 y_eval: Tensor | None = None, metric: LossFn | None = None,
-                vectorize: bool = True) -> dict[str, Tensor]:
+                vectorize: Vectorize = "auto") -> dict[str, Tensor]:
     """Test-time adaptation of T tasks (no meta-graph): predictions and losses after every inner step.
 
     Args:
@@ -289,7 +353,7 @@ def adapt_tasks(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], sup
         support_x, support_y: support sets ``(T, n_s, ...)``.
         x_eval: points to evaluate the adapted models on, ``(T, n_e, ...)``; default the support inputs.
         y_eval: targets there; when given, ``metric`` (default ``loss_fn``) is recorded after each step.
-        vectorize: as in :func:`maml_meta_loss`.
+        vectorize: as in :func:`maml_meta_loss` (default ``"auto"``, :func:`choose_path`).
 
     Returns:
         A dict ``{"pred": (T, steps + 1, n_e, ...)}`` of the predictions after 0..K steps, plus
@@ -304,21 +368,28 @@ def adapt_tasks(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], sup
         >>> out["pred"].shape, out["loss"].shape
         (torch.Size([3, 11, 4, 1]), torch.Size([3, 11]))
     """
+    path = choose_path(model, forward, support_x, vectorize)
     forward = _resolve_forward(model, forward)
     T = support_y.shape[0]
     fast, frozen = split_params({k: v.detach() for k, v in params.items()}, adapt)
     x_eval = support_x if x_eval is None else x_eval
     metric = loss_fn if metric is None else metric
     lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, Mapping) else lr
+    vectorize = path != "loop"
     if vectorize:
+        tasks_forward = model.forward_tasks if path == "folded" else None
         buffers_t = per_task_buffers(buffers, T)
-        predict = vmap(lambda fp, fr, b, x: forward({**fr, **fp}, b, x), in_dims=(0, None, 0, 0),
-                       randomness="different")
+        if tasks_forward is None:
+            predict = vmap(lambda fp, fr, b, x: forward({**fr, **fp}, b, x), in_dims=(0, None, 0, 0),
+                           randomness="different")
+        else:
+            def predict(fp, fr, b, x):
+                return tasks_forward({**_expand(fr, T), **fp}, b, x)
         fast_t = _expand(fast, T)
         preds = [predict(fast_t, frozen, buffers_t, x_eval)]
         for _ in range(steps):
             fast_t = inner_loop(fast_t, frozen, buffers_t, support_x, support_y, forward=forward, loss_fn=loss_fn,
-                                steps=1, lr=lr, first_order=True)
+                                steps=1, lr=lr, first_order=True, tasks_forward=tasks_forward)
             preds.append(predict(fast_t, frozen, buffers_t, x_eval))
         pred = torch.stack(preds, 1).detach()  # (T, K + 1, n_e, ...)
     else:
@@ -361,7 +432,8 @@ class MAML:
         learn_lr: Meta-SGD: learn one step size per parameter entry, initialized to ``inner_lr``.
         adapt: name prefixes to adapt in the inner loop (ANIL: e.g. ``["head."]``); ``None`` adapts all.
         forward: ``forward(params, buffers, inputs) -> prediction``; default the model's own forward.
-        vectorize: ``False`` loops over the tasks (models that do not ``vmap``); see :func:`maml_meta_loss`.
+        vectorize: ``"auto"`` (default, :func:`choose_path`), ``True`` (vmap), ``False`` (a per-task loop, for
+            models that do not ``vmap``) or ``"folded"``; see :func:`maml_meta_loss`.
         chunk_size: ``vmap`` chunk size of the vectorized path.
 
     Example::
@@ -377,7 +449,7 @@ class MAML:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, inner_lr: float = 0.01, steps: int = 1,
                  first_order: bool = False, learn_lr: bool = False, adapt: Iterable[str] | None = None, *,
-                 forward: Forward | None = None, vectorize: bool = True, chunk_size: int | None = None):
+                 forward: Forward | None = None, vectorize: Vectorize = "auto", chunk_size: int | None = None):
         self.model, self.loss_fn, self.steps, self.first_order = model, loss_fn, steps, first_order
         self.forward, self.vectorize, self.chunk_size = forward, vectorize, chunk_size
         self.adapt = None if adapt is None else list(adapt)
@@ -401,6 +473,10 @@ class MAML:
         return functools.partial(maml_meta_loss, model=self.model, forward=self.forward, loss_fn=self.loss_fn,
                                  steps=self.steps, lr=self.lr, first_order=self.first_order, adapt=self.adapt,
                                  vectorize=self.vectorize, chunk_size=self.chunk_size)
+
+    def path(self, inputs: Inputs) -> str:
+        """The implementation :meth:`loss` runs for these inputs: ``"folded"``, ``"vmap"`` or ``"loop"``."""
+        return choose_path(self.model, self.forward, inputs, self.vectorize)
 
     def loss(self, batch: SupportQuery) -> tuple[Tensor, dict[str, Any]]:
         """``(loss, aux)`` of the current parameters on ``batch``; batch-norm running stats are written back."""

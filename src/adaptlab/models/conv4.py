@@ -8,6 +8,14 @@ Batch norm uses the statistics of the batch it sees and keeps no running average
 (``track_running_stats=False``), as in MAML's reference code: every episode is normalised with its own
 statistics, train and test behave alike, and ``torch.func.vmap`` over episodes needs no buffer updates.
 
+``Conv4.forward_tasks`` runs T copies of the network with per-task weights in one pass (MAML's task-batched
+forward, picked automatically by :func:`adaptlab.meta.maml.maml_meta_loss`): the tasks are folded into the
+channel dimension, ``(n, T*C, H, W)``, every convolution is one grouped convolution (``groups=T``) and every
+batch norm one plain batch norm over ``T*C`` channels, which normalizes each task with its own statistics.
+The activations stay contiguous in that layout from the first layer to the head. ``torch.vmap`` over tasks
+computes the same thing but leaves the batch-norm and pooling tensors permuted, whose elementwise kernels
+(and their double backward) then dominate a meta-step on CPU.
+
 Example::
 
     >>> net = Conv4(n_classes=5)
@@ -25,6 +33,7 @@ References:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adaptlab.models.registry import register
@@ -70,3 +79,50 @@ class Conv4(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, C, H, W) -> (n, n_classes or D)
         z = self.embed(x)
         return self.head(z) if self.head is not None else z
+
+    def forward_tasks(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                      x: torch.Tensor) -> torch.Tensor:
+        """T networks at once: ``params`` and ``buffers`` hold per-task copies ``(T, *shape)`` by name.
+
+        Equal to ``torch.stack([functional_call(self, (p_t, b_t), (x[t],)) for t in range(T)])`` (batch norm
+        in the module's own train/eval mode; running statistics, when tracked, are updated per task in place
+        in ``buffers``), computed with tasks folded into channels: one grouped convolution per layer.
+
+        Args:
+            params: every parameter of the module by name, each ``(T, *shape)`` (expanded views are fine).
+            buffers: the batch-norm buffers by name, each ``(T, *shape)`` (empty without running statistics).
+            x: the tasks' images ``(T, n, C, H, W)``.
+
+        Returns:
+            ``(T, n, n_classes)``, or ``(T, n, D)`` features without a head.
+
+        Example::
+
+            >>> net = Conv4(hidden=8, n_classes=3)
+            >>> p = {k: v.expand(2, *v.shape) for k, v in net.named_parameters()}
+            >>> net.forward_tasks(p, {}, torch.randn(2, 4, 1, 28, 28)).shape
+            torch.Size([2, 4, 3])
+        """
+        T, n = x.shape[:2]
+        h = x.transpose(0, 1).reshape(n, T * x.shape[2], *x.shape[3:])      # (n, T*C, H, W)
+        for i, block in enumerate(self.features):
+            conv, bn = f"features.{i}.0.", f"features.{i}.1."
+            w = params[conv + "weight"]                                       # (T, O, C, k, k)
+            h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), params[conv + "bias"].reshape(-1), padding=1,
+                         groups=T)                                            # (n, T*O, H, W)
+            stats = bn + "running_mean" in buffers
+            mean = buffers[bn + "running_mean"].view(-1) if stats else None  # views: updated in place
+            var = buffers[bn + "running_var"].view(-1) if stats else None
+            if stats and block[1].momentum is None:
+                raise ValueError("BatchNorm momentum=None (cumulative average) is not supported by "
+                                 "forward_tasks; expected a float momentum (the default 0.1)")
+            h = F.batch_norm(h, mean, var, params[bn + "weight"].reshape(-1), params[bn + "bias"].reshape(-1),
+                             training=block[1].training or not stats, momentum=block[1].momentum or 0.0,
+                             eps=block[1].eps)
+            if stats and block[1].training:
+                buffers[bn + "num_batches_tracked"].add_(1)
+            h = F.max_pool2d(F.relu(h), 2)                                   # (n, T*O, H/2, W/2)
+        z = h.reshape(n, T, -1).transpose(0, 1)                              # (T, n, D)
+        if self.head is None:
+            return z
+        return torch.baddbmm(params["head.bias"].unsqueeze(1), z, params["head.weight"].transpose(1, 2))
