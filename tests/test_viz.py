@@ -45,6 +45,16 @@ SURGICAL = {"n_target": 100, "shifts": {s: {"n": {"100": {"block1": _CELL, "head
                                                   "1000": {"block1": {**_CELL, "n_used": 1000}}}}
                                         for s in ("contrast:5", "labels")}}
 
+_EV = [{"step": s, "val_accuracy": a, "accuracy": a, "valid_rate": 1.0,
+        "failures": {"n_wrong": 10 - s, "uninformative_share": 0.1, "top20_share": 0.2}}
+       for s, a in ((0, 0.1), (2, 0.9))]
+_RUN = {"prompt_len": 2, "P": 2, "init": "vocab", "loss": [2.0, 1.0], "eval": _EV, "val_accuracy": 0.9,
+        "steps_per_epoch": 1, "accuracy": 0.5, "train": {"accuracy": 0.9}}
+SOFT = {"n_val": 10, "soft": _RUN, "peft": _RUN, "hard": {"0": {"val_accuracy": 0.05}, "4": {"val_accuracy": 0.8}},
+        "variants": {"2:vocab": _RUN}, "finetune": {"8": {"full": _RUN, "soft": _RUN}},
+        "no_prompt": {"accuracy": 0.0, "given_reasoning_accuracy": 0.7},
+        "masks": {"answer": {**_RUN, "given_reasoning_accuracy": 0.9}}}
+
 DRAW = {
     "block_heatmap": lambda: viz.block_heatmap_figure(SURGICAL),
     "data_curve": lambda: viz.data_curve_figure(SURGICAL),
@@ -64,6 +74,12 @@ DRAW = {
                                                               title="joint"),
     "vit_accuracy": lambda: viz.vit_accuracy_figure(VIT),
     "vit_cost": lambda: viz.vit_cost_figure(VIT),
+    "training": lambda: viz.training_figure(SOFT),
+    "hard_vs_soft": lambda: viz.hard_vs_soft_figure(SOFT),
+    "failure": lambda: viz.failure_figure(SOFT),
+    "qa_curve": lambda: viz.qa_curve_figure({**SOFT, "hard": {"accuracy": 0.2, "valid_rate": 0.0}}),
+    "qa_finetune": lambda: viz.qa_finetune_figure(SOFT),
+    "cot": lambda: viz.cot_figure(SOFT),
 }
 
 
