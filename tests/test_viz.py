@@ -55,6 +55,16 @@ SIMCLR = {"background": "small1", "rows": ["pixels", "simclr"], "protonet_small1
           "episodic": {r: {"5-way 1-shot": {"accuracy": a, "ci95": 0.01}}
                        for r, a in (("pixels", 0.4), ("simclr", 0.8))}}
 
+_EV = [{"step": s, "val_accuracy": a, "accuracy": a, "valid_rate": 1.0,
+        "failures": {"n_wrong": 10 - s, "uninformative_share": 0.1, "top20_share": 0.2}}
+       for s, a in ((0, 0.1), (2, 0.9))]
+_RUN = {"prompt_len": 2, "P": 2, "init": "vocab", "loss": [2.0, 1.0], "eval": _EV, "val_accuracy": 0.9,
+        "steps_per_epoch": 1, "accuracy": 0.5, "train": {"accuracy": 0.9}}
+SOFT = {"n_val": 10, "soft": _RUN, "peft": _RUN, "hard": {"0": {"val_accuracy": 0.05}, "4": {"val_accuracy": 0.8}},
+        "variants": {"2:vocab": _RUN}, "finetune": {"8": {"full": _RUN, "soft": _RUN}},
+        "no_prompt": {"accuracy": 0.0, "given_reasoning_accuracy": 0.7},
+        "masks": {"answer": {**_RUN, "given_reasoning_accuracy": 0.9}}}
+
 DRAW = {
     "block_heatmap": lambda: viz.block_heatmap_figure(SURGICAL),
     "data_curve": lambda: viz.data_curve_figure(SURGICAL),
@@ -78,6 +88,12 @@ DRAW = {
     "vit_cost": lambda: viz.vit_cost_figure(VIT),
     "simclr_curve": lambda: viz.simclr_curve_figure(SIMCLR),
     "simclr_accuracy": lambda: viz.simclr_accuracy_figure(SIMCLR),
+    "training": lambda: viz.training_figure(SOFT),
+    "hard_vs_soft": lambda: viz.hard_vs_soft_figure(SOFT),
+    "failure": lambda: viz.failure_figure(SOFT),
+    "qa_curve": lambda: viz.qa_curve_figure({**SOFT, "hard": {"accuracy": 0.2, "valid_rate": 0.0}}),
+    "qa_finetune": lambda: viz.qa_finetune_figure(SOFT),
+    "cot": lambda: viz.cot_figure(SOFT),
 }
 
 
