@@ -54,12 +54,12 @@ class VitWindowedConfig(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(self.patch >= 1, "patch", self.patch, "a positive integer")  # before the sizes, which divide by them
+        check(self.window >= 1, "window", self.window, "a positive integer")
         for key in ("canvases", "cost_sizes"):
             sizes = getattr(self, key)
             check(len(sizes) > 0 and all(s >= 28 and s % (self.patch * self.window) == 0 for s in sizes), key,
                   sizes, f"canvas sides >= 28 divisible by patch * window = {self.patch * self.window}")
-        check(self.patch >= 1, "patch", self.patch, "a positive integer")
-        check(self.window >= 1, "window", self.window, "a positive integer")
         check(1 <= self.heads <= 64, "heads", self.heads, "an integer in 1..64")
         check(4 <= self.dim <= 4096 and self.dim % (4 * self.heads) == 0, "dim", self.dim,
               f"a multiple of 4 * heads = {4 * self.heads}, at most 4096")
