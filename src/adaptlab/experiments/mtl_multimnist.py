@@ -370,9 +370,10 @@ def summary(results: dict, cfg: MultiMNISTConfig) -> str:
                   f"block) Δm {cs['delta_m']:+.2f} ± {cs['delta_m_std']:.2f}, at "
                   f"{cs['train_seconds_per_epoch'] / max(eq['train_seconds_per_epoch'], 1e-9):.1f}x the training time "
                   "per epoch."]
-    lines += ["", f"Pareto sweep (seed {cfg.seeds[0]}; fixed weights w·L_left + (1-w)·L_right):", "",
-              "| w_left | left % | right % |", "|---|---|---|"]
-    lines += [f"| {p['w_left']:g} | {p['left']:.2f} | {p['right']:.2f} |" for p in results["pareto"]]
+    if results["pareto"]:
+        lines += ["", f"Pareto sweep (seed {cfg.seeds[0]}; fixed weights w·L_left + (1-w)·L_right):", "",
+                  "| w_left | left % | right % |", "|---|---|---|"]
+        lines += [f"| {p['w_left']:g} | {p['left']:.2f} | {p['right']:.2f} |" for p in results["pareto"]]
     conf = results["conflict"]
     if conf:
         lines += ["", "Mean cosine between the two tasks' shared-parameter gradients during training (seed 0): "
