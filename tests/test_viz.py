@@ -60,6 +60,9 @@ _EV = [{"step": s, "val_accuracy": a, "accuracy": a, "valid_rate": 1.0,
        for s, a in ((0, 0.1), (2, 0.9))]
 _RUN = {"prompt_len": 2, "P": 2, "init": "vocab", "loss": [2.0, 1.0], "eval": _EV, "val_accuracy": 0.9,
         "steps_per_epoch": 1, "accuracy": 0.5, "train": {"accuracy": 0.9}}
+_Z = {"mean": 0.4, "ci95": 0.05}
+ZSL = {"chance_zsl": 0.067, "summary": {k: {m: {"zsl": _Z, "gzsl_h": _Z} for m in ("cosine", "full")}
+                                        for k in ("names", "descriptions")}}
 SOFT = {"n_val": 10, "soft": _RUN, "peft": _RUN, "hard": {"0": {"val_accuracy": 0.05}, "4": {"val_accuracy": 0.8}},
         "variants": {"2:vocab": _RUN}, "finetune": {"8": {"full": _RUN, "soft": _RUN}},
         "no_prompt": {"accuracy": 0.0, "given_reasoning_accuracy": 0.7},
@@ -94,6 +97,7 @@ DRAW = {
     "qa_curve": lambda: viz.qa_curve_figure({**SOFT, "hard": {"accuracy": 0.2, "valid_rate": 0.0}}),
     "qa_finetune": lambda: viz.qa_finetune_figure(SOFT),
     "cot": lambda: viz.cot_figure(SOFT),
+    "zsl_methods": lambda: viz.zsl_methods_figure(ZSL, ["cosine", "full"]),
 }
 
 

@@ -202,37 +202,22 @@ def figures(results: dict, cfg: ZSLAnimalsConfig, out_dir: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from adaptlab.viz.zeroshot import zsl_methods_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ks, ms = list(results["summary"]), cfg.methods
-    w = 0.8 / len(ms)
-    for j, m in enumerate(ms):
-        for a, key in enumerate(("zsl", "gzsl_h")):
-            vals = [results["summary"][k][m][key]["mean"] for k in ks]
-            errs = [results["summary"][k][m][key]["ci95"] for k in ks]
-            axes[a].bar([i + j * w for i in range(len(ks))], vals, w, yerr=errs, label=m, capsize=3)
-    for a, title in enumerate((f"ZSL top-1 ({cfg.n_unseen} unseen of 10)", "GZSL harmonic mean")):
-        axes[a].set_xticks([i + 0.4 - w / 2 for i in range(len(ks))], [f"labels: {k}" for k in ks])
-        axes[a].set(title=title, ylim=(0, 1))
-    axes[0].axhline(results["chance_zsl"], color="k", ls=":", lw=1, label="chance")
-    axes[0].legend(fontsize=8)
+    fig = zsl_methods_figure(results, cfg.methods, f"ZSL top-1 ({cfg.n_unseen} unseen of 10)")
     save_figure(fig, out_dir / "zsl_animals.png")
     return ["zsl_animals.png"]
 
 
 def summary(results: dict, cfg: ZSLAnimalsConfig) -> str:
+    from adaptlab.viz.zeroshot import zsl_table
+
     acc = results["cnn_seen_acc"]
     cnn = f" (its own top-1 on held-out seen images: {sum(acc) / len(acc):.3f})" if acc else ""
     lines = [f"Animal-MNIST, {results['n_images']} images; {cfg.n_splits} splits of {10 - cfg.n_unseen} seen / "
              f"{cfg.n_unseen} unseen classes (chance {results['chance_zsl']:.3f}); LeNet-5 features trained on the "
              f"seen classes ({cfg.cnn_steps} steps){cnn}. Mean ± 95% CI over splits.", "",
-             "| labels | method | ZSL top-1 | GZSL seen | GZSL unseen | GZSL H |", "|---|---|---|---|---|---|"]
-    for k, d in results["summary"].items():
-        for m, r in d.items():
-            cell = [f"{r[key]['mean']:.3f} ± {r[key]['ci95']:.3f}" for key in ("zsl", "gzsl_seen", "gzsl_unseen",
-                                                                                "gzsl_h")]
-            lines.append(f"| {k} | {m} | " + " | ".join(cell) + " |")
+             *zsl_table(results["summary"], cfg.methods)]
     return "\n".join(lines)
 
 

@@ -242,26 +242,17 @@ def figures(results: dict, cfg: ZSLWordNetConfig, out_dir: Path) -> list[str]:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ks, ms = list(results["summary"]), cfg.methods
-    w = 0.8 / len(ms)
-    for j, m in enumerate(ms):
-        for a, key in enumerate(("zsl", "gzsl_h")):
-            vals = [results["summary"][k][m][key]["mean"] for k in ks]
-            errs = [results["summary"][k][m][key]["ci95"] for k in ks]
-            axes[a].bar([i + j * w for i in range(len(ks))], vals, w, yerr=errs, label=m, capsize=3)
-    for a, title in enumerate(("ZSL top-1 (unseen among unseen)", "GZSL harmonic mean")):
-        axes[a].set_xticks([i + 0.4 - w / 2 for i in range(len(ks))], [f"labels: {k}" for k in ks])
-        axes[a].set(title=title, ylim=(0, 1))
-    axes[0].axhline(results["chance_zsl"], color="k", ls=":", lw=1, label="chance")
-    axes[0].legend(fontsize=8)
+    from adaptlab.viz.zeroshot import zsl_methods_figure
+
+    fig = zsl_methods_figure(results, cfg.methods, "ZSL top-1 (unseen among unseen)")
     save_figure(fig, out_dir / "zsl_methods.png")
     names = ["zsl_methods.png"]
     if any(results["rank_sweep"].values()):
         fig, ax = plt.subplots(figsize=(5, 4))
         for k, d in results["rank_sweep"].items():
             if d:
-                ax.plot([int(r) for r in d], list(d.values()), "-o", label=f"I + UV^T, labels: {k}")
+                rs = sorted(d, key=int)
+                ax.plot([int(r) for r in rs], [d[r] for r in rs], "-o", label=f"I + UV^T, labels: {k}")
                 if "cosine" in results["summary"][k]:
                     ax.axhline(results["summary"][k]["cosine"]["zsl"]["mean"], ls=":", lw=1,
                                color=ax.lines[-1].get_color(), label=f"cosine, {k} (all splits)")
@@ -273,19 +264,16 @@ def figures(results: dict, cfg: ZSLWordNetConfig, out_dir: Path) -> list[str]:
 
 
 def summary(results: dict, cfg: ZSLWordNetConfig) -> str:
+    from adaptlab.viz.zeroshot import zsl_table
+
     lines = [f"{results['n_inputs']} WordNet glosses, 45 supersenses; {cfg.n_splits} splits of "
              f"{45 - cfg.n_unseen} seen / {cfg.n_unseen} unseen (chance {results['chance_zsl']:.3f}); encoder "
              f"`{cfg.encoder}`, loss `{cfg.loss}`. Mean ± 95% CI over splits.", "",
-             "| labels | method | ZSL top-1 | GZSL seen | GZSL unseen | GZSL H |", "|---|---|---|---|---|---|"]
-    for k, d in results["summary"].items():
-        for m, r in d.items():
-            cell = [f"{r[key]['mean']:.3f} ± {r[key]['ci95']:.3f}" for key in ("zsl", "gzsl_seen", "gzsl_unseen",
-                                                                                "gzsl_h")]
-            lines.append(f"| {k} | {m} | " + " | ".join(cell) + " |")
+             *zsl_table(results["summary"], cfg.methods)]
     for k, d in results["rank_sweep"].items():
         if d:
             lines.append(f"\nLow-rank M = I + UVᵀ, labels `{k}` (ZSL top-1, first {cfg.sweep_splits} splits): "
-                         + ", ".join(f"r = {r}: {v:.3f}" for r, v in d.items()))
+                         + ", ".join(f"r = {r}: {d[r]:.3f}" for r in sorted(d, key=int)))
     return "\n".join(lines)
 
 

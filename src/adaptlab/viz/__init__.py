@@ -2,9 +2,9 @@
 
 One module per experiment family (:mod:`~adaptlab.viz.adapt`, :mod:`~adaptlab.viz.fourier`,
 :mod:`~adaptlab.viz.mtl`, :mod:`~adaptlab.viz.omniglot`, :mod:`~adaptlab.viz.simclr`,
-:mod:`~adaptlab.viz.softprompt`, :mod:`~adaptlab.viz.vit`); every function takes the results
-(plus, by name, what the results do not hold) and returns a matplotlib Figure. matplotlib is imported only when a
-figure is drawn.
+:mod:`~adaptlab.viz.softprompt`, :mod:`~adaptlab.viz.vit`, :mod:`~adaptlab.viz.zeroshot`); every function takes
+the results (plus, by name, what the results do not hold) and returns a matplotlib Figure. matplotlib is
+imported only when a figure is drawn.
 """
 
 from adaptlab._lazy import attach
@@ -19,4 +19,5 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "softprompt": ["cot_figure", "failure_figure", "hard_vs_soft_figure", "qa_curve_figure", "qa_finetune_figure",
                    "training_figure"],
     "vit": ["caption_attention_figure", "caption_training_figure", "vit_accuracy_figure", "vit_cost_figure"],
+    "zeroshot": ["zsl_methods_figure", "zsl_table"],
 })
