@@ -19,5 +19,5 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "softprompt": ["cot_figure", "failure_figure", "hard_vs_soft_figure", "qa_curve_figure", "qa_finetune_figure",
                    "training_figure"],
     "vit": ["caption_attention_figure", "caption_training_figure", "vit_accuracy_figure", "vit_cost_figure"],
-    "zeroshot": ["zsl_methods_figure", "zsl_table"],
+    "zeroshot": ["zsl_methods_figure"],
 })
