@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from adaptlab.errors import DataError
@@ -62,10 +63,10 @@ def freedict_dir(root: str | os.PathLike | None = None) -> Path:
                     f"apt-get install {' '.join(DICTS.values())}")
 
 
-def read_dictd(index: str | os.PathLike, dz: str | os.PathLike) -> dict[str, list[str]]:
-    """``{headword: translations}`` of a dictd dictionary (headwords that appear twice are merged)."""
+def dictd_entries(index: str | os.PathLike, dz: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """``(headword, entry text)`` for every entry of a dictd dictionary, in index order (database entries
+    skipped); a malformed index line or an entry past the end of the data is a DataError naming it."""
     data = gzip.open(dz, "rb").read()
-    out: dict[str, list[str]] = {}
     for n, line in enumerate(Path(index).read_text(encoding="utf-8").splitlines(), 1):
         parts = line.split("\t")
         if len(parts) != 3:
@@ -76,7 +77,14 @@ def read_dictd(index: str | os.PathLike, dz: str | os.PathLike) -> dict[str, lis
         if off + length > len(data):
             raise DataError(f"{index}:{n}: entry {word!r} ends at byte {off + length}, past the end of {dz} "
                             f"({len(data)} bytes); reinstall the dictionary")
-        out.setdefault(word, []).extend(parse_entry(data[off:off + length].decode("utf-8", errors="replace")))
+        yield word, data[off:off + length].decode("utf-8", errors="replace")
+
+
+def read_dictd(index: str | os.PathLike, dz: str | os.PathLike) -> dict[str, list[str]]:
+    """``{headword: translations}`` of a dictd dictionary (headwords that appear twice are merged)."""
+    out: dict[str, list[str]] = {}
+    for word, entry in dictd_entries(index, dz):
+        out.setdefault(word, []).extend(parse_entry(entry))
     return out
 
 

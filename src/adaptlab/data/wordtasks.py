@@ -40,7 +40,6 @@ Example::
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -140,16 +139,6 @@ def _inflections(task: str, pos: str, upos: str, tag: str, root=None) -> list[Pa
 
 # ---------------------------------------------------------------------------------------------- dictionaries
 
-_B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
-
-
-def _b64(s: str) -> int:
-    n = 0
-    for c in s:
-        n = n * 64 + _B64[c]
-    return n
-
-
 def dict_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     """The folder holding ``{name}.index`` and ``{name}.dict.dz``: ``root``, ``$ADAPTLAB_DATA/dictd`` or
     /usr/share/dictd."""
@@ -173,20 +162,19 @@ def first_translations(name: str, root: str | os.PathLike | None = None) -> dict
     word), the entry with the shortest pronunciation is the word itself.
     """
     folder = dict_dir(name, root)
-    data = gzip.open(folder / f"{name}.dict.dz").read()
+    from adaptlab.data.freedict import dictd_entries
+
     best: dict[str, tuple[int, str]] = {}
-    with open(folder / f"{name}.index", encoding="utf-8") as f:
-        for line in f:
-            word, off, length = line.rstrip("\n").split("\t")
-            if word.startswith("00database") or not word.isalpha() or not word.islower():
-                continue
-            head, *senses = data[_b64(off):_b64(off) + _b64(length)].decode("utf-8").strip().split("\n")
-            pron = head.partition("/")[2]
-            if not senses:
-                continue
-            first = senses[0].split(". ", 1)[-1].split(",")[0].strip()
-            if word not in best or len(pron) < best[word][0]:
-                best[word] = (len(pron), first)
+    for word, entry in dictd_entries(folder / f"{name}.index", folder / f"{name}.dict.dz"):
+        if not word.isalpha() or not word.islower():
+            continue
+        head, *senses = entry.strip().split("\n")
+        pron = head.partition("/")[2]
+        if not senses:
+            continue
+        first = senses[0].split(". ", 1)[-1].split(",")[0].strip()
+        if word not in best or len(pron) < best[word][0]:
+            best[word] = (len(pron), first)
     return {w: t for w, (_, t) in best.items()}
 
 

@@ -319,8 +319,8 @@ def summary(results: dict, cfg: MTLOmniglotConfig) -> str:
         mn = f"{e['many']:.1f} ± {e['many_std']:.1f}" if "many" in e else "–"
         lines.append(f"| {e['label']} | {e['mean']:.1f} ± {e['mean_std']:.1f} | {fw} | {mn} | {pub} |")
     lines += ["", "Gradient conflict between tasks on the shared parameters (mean over training and seeds; "
-              "cross-stitch: every column, which the stitch units let each task reach):", "", "| method | mean pairwise cosine | conflicting pairs |",
-              "|---|---|---|"]
+              "cross-stitch: every column, which the stitch units let each task reach):", "",
+              "| method | mean pairwise cosine | conflicting pairs |", "|---|---|---|"]
     lines += [f"| {e['label']} | {e['cosine']:+.3f} ± {e['cosine_std']:.3f} | {100 * e['negative']:.0f}% |"
               for e in ms.values() if "cosine" in e]
     rel = results.get("relation")
