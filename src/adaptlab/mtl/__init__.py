@@ -29,6 +29,8 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "manytask": ["ManyTaskStep"],
     "registry": ["AGGREGATORS", "WEIGHTINGS", "make_aggregator", "make_weighting"],
     "relation": ["RelationPrior", "relation_penalty", "task_correlation", "task_covariance"],
+    "tagging": ["LayerwiseTagger", "Vocab", "masked_cross_entropy", "predict_tags", "tagging_loss",
+                "token_features"],
     "train": ["MethodStep"],
     "weighting": ["DWA", "MGDAUB", "EqualWeighting", "FixedWeighting", "GradNorm", "UncertaintyWeighting",
                   "Weighting", "dwa_weights", "gradnorm_objective", "uncertainty_loss", "weighted_sum"],
