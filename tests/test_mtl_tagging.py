@@ -255,3 +255,55 @@ def test_bad_config_is_one_line_exit_2(args, words, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert all(w in err for w in words), err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_tagger_learns_a_synthetic_chunking_task():
+    """Words 2-4 are determiners/adjectives/nouns (an NP is D? A* N), 5 a verb (VP): learnable from words alone.
+    80 Adam steps take chunk F1 from chance (< 0.5) to > 0.9 on fresh sentences, for two seeds (0.94-1.0 seen
+    at 60 steps)."""
+    from adaptlab.engine import fit
+
+    def sentence(g):
+        words, tags = [], []
+        while len(words) < 8:
+            r = int(torch.randint(0, 3, (), generator=g))
+            if r == 0:
+                words += [5]; tags += ["B-VP"]
+            elif r == 1:
+                words += [6]; tags += ["O"]
+            else:
+                np_ = [2] * int(torch.randint(0, 2, (), generator=g)) + [3] * int(torch.randint(0, 3, (), generator=g))
+                np_ += [4]
+                words += np_; tags += ["B-NP"] + ["I-NP"] * (len(np_) - 1)
+        return words, tags
+
+    ids = {"<pad>": 0, "<unk>": 1, "B-NP": 2, "B-VP": 3, "I-NP": 4, "I-VP": 5, "O": 6}
+    itos = list(ids)
+
+    def batch(g, n):
+        sents = [sentence(g) for _ in range(n)]
+        T = max(len(w) for w, _ in sents)
+        x = torch.zeros(n, T, 3, dtype=torch.long)
+        y = torch.zeros(n, T, dtype=torch.long)
+        for i, (w, t) in enumerate(sents):
+            x[i, :len(w), 0] = torch.tensor(w)
+            x[i, :len(w), 1:] = 1
+            y[i, :len(w)] = torch.tensor([ids[s] for s in t])
+        return {"x": x, "lengths": torch.tensor([len(w) for w, _ in sents]), "chunk": y, "pos": y}
+
+    def f1(net, b):
+        from adaptlab.mtl.tagging import predict_tags
+
+        pred = predict_tags(net, b["x"], b["lengths"])["chunk"]
+        gold = [[itos[k] for k in row[:n].tolist()] for row, n in zip(b["chunk"], b["lengths"].tolist())]
+        return chunk_f1(gold, [[itos[k] if k > 1 else "O" for k in p] for p in pred])["f1"]
+
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = LayerwiseTagger(vocab=8, suffixes=2, n_chunk=7, n_pos=7, emb=8, hidden=8, pos_layer=1, dropout=0.0)
+        g, test = torch.Generator().manual_seed(seed), batch(torch.Generator().manual_seed(100 + seed), 64)
+        before = f1(net, test)
+        params = dict(net.named_parameters())
+        opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+        fit(lambda b: tagging_loss(net, params, b)[0], lambda i: batch(g, 16), steps=80, optimizer=opt)
+        assert before < 0.5 and f1(net, test) > 0.9, (seed, before, f1(net, test))

@@ -60,14 +60,14 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6  # passes over the training sentences
+    epochs: int = 5  # passes over the training sentences (~45 s of one-thread CPU per setting and seed)
     batch: int = 32  # sentences per step
-    lr: float = 2e-3
-    optimizer: str = "adam"
+    lr: float = 3e-3  # Adam; a 5-epoch probe at 3e-3 gave in-domain chunk F1 89.7 (alone) and 90.9 (POS at layer 1)
+    optimizer: str = "adam"  # 'adam' or 'sgd'
     emb: int = 64  # word embedding size
     hidden: int = 64  # LSTM units per direction
     layers: int = 3  # BiLSTM layers (3 as in Søgaard & Goldberg)
-    dropout: float = 0.2
+    dropout: float = 0.2  # on the embeddings, between the layers and before the heads
     word_dropout: float = 0.05  # training words replaced by <unk>, so unknown test words are not out of distribution
     pos_weight: float = 1.0  # λ of the POS loss
 

@@ -12,6 +12,8 @@
 * :mod:`~adaptlab.mtl.relation` — the Deep Relationship Network prior: matrix-variate normal task covariance
   with its closed-form update (:class:`RelationPrior`).
 * :mod:`~adaptlab.mtl.manytask` — :class:`ManyTaskStep`, a training step for tasks with their own inputs.
+* :mod:`~adaptlab.mtl.tagging` — :class:`LayerwiseTagger`, a BiLSTM tagger with the chunk head on the top layer
+  and the POS head on a chosen layer (Søgaard & Goldberg 2016), and its masked loss :func:`tagging_loss`.
 * :mod:`~adaptlab.mtl.toy` — the 2-D two-task problems of the PCGrad and CAGrad papers.
 
 The MultiMNIST data lives in :mod:`adaptlab.data`, its networks in :mod:`adaptlab.models`.
