@@ -268,13 +268,13 @@ def test_the_tagger_learns_a_synthetic_chunking_task():
         while len(words) < 8:
             r = int(torch.randint(0, 3, (), generator=g))
             if r == 0:
-                words += [5]; tags += ["B-VP"]
+                words, tags = words + [5], tags + ["B-VP"]
             elif r == 1:
-                words += [6]; tags += ["O"]
+                words, tags = words + [6], tags + ["O"]
             else:
                 np_ = [2] * int(torch.randint(0, 2, (), generator=g)) + [3] * int(torch.randint(0, 3, (), generator=g))
                 np_ += [4]
-                words += np_; tags += ["B-NP"] + ["I-NP"] * (len(np_) - 1)
+                words, tags = words + np_, tags + ["B-NP"] + ["I-NP"] * (len(np_) - 1)
         return words, tags
 
     ids = {"<pad>": 0, "<unk>": 1, "B-NP": 2, "B-VP": 3, "I-NP": 4, "I-VP": 5, "O": 6}
@@ -305,5 +305,6 @@ def test_the_tagger_learns_a_synthetic_chunking_task():
         before = f1(net, test)
         params = dict(net.named_parameters())
         opt = torch.optim.Adam(net.parameters(), lr=2e-2)
-        fit(lambda b: tagging_loss(net, params, b)[0], lambda i: batch(g, 16), steps=80, optimizer=opt)
+        fit(lambda b, net=net, params=params: tagging_loss(net, params, b)[0], lambda i, g=g: batch(g, 16),
+            steps=80, optimizer=opt)
         assert before < 0.5 and f1(net, test) > 0.9, (seed, before, f1(net, test))

@@ -77,7 +77,7 @@ class MTLTaggingConfig(BaseConfig):
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     settings: list[str] = field(default_factory=lambda: ["chunk", "pos@top", "pos@1"])  # the table's columns
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # training seeds (initialisation, batch order, dropout)
 
     def __post_init__(self) -> None:
         super().__post_init__()
