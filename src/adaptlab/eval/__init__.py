@@ -6,6 +6,7 @@ from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
     "captions": ["bleu4", "exact_match", "slot_accuracy"],
+    "chunks": ["bio_to_spans", "chunk_f1", "spans_to_bio"],
     "flops": ["count_flops"],
     "metrics": ["accuracy", "episode_accuracy"],
     "oneshot20": ["ink_points", "mhd_cost", "modified_hausdorff", "oneshot20_error"],

@@ -16,6 +16,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
             "toy_figure"],
     "omniglot": ["episodic_figure", "error_vs_time_figure", "oneshot20_figure"],
     "simclr": ["simclr_accuracy_figure", "simclr_curve_figure"],
+    "tagging": ["layer_supervision_figure"],
     "softprompt": ["cot_figure", "failure_figure", "hard_vs_soft_figure", "qa_curve_figure", "qa_finetune_figure",
                    "training_figure"],
     "vit": ["caption_attention_figure", "caption_training_figure", "vit_accuracy_figure", "vit_cost_figure"],
