@@ -12,7 +12,9 @@ statistics, train and test behave alike, and ``torch.func.vmap`` over episodes n
 forward, picked automatically by :func:`adaptlab.meta.maml.maml_meta_loss`): the tasks are folded into the
 channel dimension, ``(n, T*C, H, W)``, every convolution is one grouped convolution (``groups=T``) and every
 batch norm one plain batch norm over ``T*C`` channels, which normalizes each task with its own statistics.
-The activations stay contiguous in that layout from the first layer to the head. ``torch.vmap`` over tasks
+The activations stay contiguous in that layout from the first layer to the head, and the tasks are folded in
+chunks whose first-layer activations fit ``Conv4.fold_bytes`` (:func:`fold_chunk`), so the memory-bound batch-norm
+work (and its double backward) runs on cache-sized tensors. ``torch.vmap`` over tasks
 computes the same thing but leaves the batch-norm and pooling tensors permuted, whose elementwise kernels
 (and their double backward) then dominate a meta-step on CPU.
 
