@@ -35,15 +35,15 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _interleaved(fns: dict, repeats: int) -> dict:
+def _interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict:
     for f in fns.values():
         f()                                                         # warm-up
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -101,7 +101,7 @@ def _meta_step(model, params, batch, first_order, forward_tasks):
     torch.autograd.grad(losses(fast, batch.query_x, batch.query_y).mean(), list(params.values()))
 
 
-def model_attempts(repeats: int, T: int, compile_: bool) -> dict:
+def model_attempts(repeats: int, T: int, compile_: bool, compile_only: bool = False) -> dict:
     from adaptlab.models.conv4 import Conv4
     from adaptlab.tasks.batch import SupportQuery
 
@@ -118,7 +118,7 @@ def model_attempts(repeats: int, T: int, compile_: bool) -> dict:
         return _forward_from(model, p, h, T_, n)
 
     res = {}
-    for first_order in (False, True):
+    for first_order in (() if compile_only else (False, True)):
         fns = {"folded (eager)": lambda fo=first_order: _meta_step(model, params, batch, fo, model.forward_tasks),
                "folded channels_last": lambda fo=first_order: _meta_step(model, params, batch, fo, folded_cl)}
         res["first" if first_order else "second"] = _interleaved(fns, repeats)
@@ -131,6 +131,8 @@ def model_attempts(repeats: int, T: int, compile_: bool) -> dict:
         fns = {"folded (eager)": lambda: _meta_step(model, params, batch, True, model.forward_tasks),
                "folded torch.compile": lambda: _meta_step(model, params, batch, True, compiled)}
         out["first_order_steady_state_s"] = _interleaved(fns, repeats)
+        if compile_only:  # a loaded machine: CPU seconds of this process too
+            out["first_order_steady_state_cpu_s"] = _interleaved(fns, repeats, time.process_time)
         torch._dynamo.reset()  # a fresh compilation without donated buffers (they forbid create_graph outright)
         torch._functorch.config.donated_buffer = False
         try:
@@ -159,9 +161,32 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--meta-batch", type=int, default=32)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile attempt (minutes to compile)")
+    p.add_argument("--compile-only", action="store_true",
+                   help="only the torch.compile attempt; writes maml_conv_compile.{json,md}")
     a = p.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()
+    if a.compile_only:
+        res = model_attempts(a.repeats, a.meta_batch, True, compile_only=True)
+        meta = {"nproc": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                "torch": torch.__version__, "threads": 1,
+                "command": "python benchmarks/bench_maml_conv_attempts.py " + " ".join(sys.argv[1:])}
+        out = ROOT / "benchmarks" / "results"
+        (out / "maml_conv_compile.json").write_text(json.dumps({"meta": meta, **res}, indent=1) + "\n")
+        c = res["torch.compile"]
+        st, cs = c["first_order_steady_state_s"], c["first_order_steady_state_cpu_s"]
+        lines = [f"# torch.compile of Conv4.forward_tasks, first-order MAML meta-step, T = {a.meta_batch}, 1 inner "
+                 f"step (CPU, {meta['nproc']} cores, 1 thread, load average {load_before[0]:.1f} before / "
+                 f"{meta['loadavg_after'][0]:.1f} after; shared machine)", "",
+                 f"Command: `{meta['command']}`; torch {meta['torch']}; medians of {a.repeats} interleaved repeats "
+                 "(wall seconds).", "",
+                 f"First call (compilation): {c['first_call_s']:.1f} s. Steady state: compiled "
+                 f"{st['folded torch.compile']:.3f} s vs eager {st['folded (eager)']:.3f} s "
+                 f"({st['folded (eager)'] / st['folded torch.compile']:.2f}x); CPU seconds: compiled "
+                 f"{cs['folded torch.compile']:.3f} vs eager {cs['folded (eager)']:.3f} "
+                 f"({cs['folded (eager)'] / cs['folded torch.compile']:.2f}x). Second order: {c['second_order']}."]
+        (out / "maml_conv_compile.md").write_text("\n".join(lines) + "\n")
+        return print("\n".join(lines))
     res = {"layer": layer_attempts(a.repeats), "model": model_attempts(a.repeats, a.meta_batch, not a.no_compile)}
     meta = {"nproc": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "torch": torch.__version__, "python": platform.python_version(), "threads": 1,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -97,11 +96,14 @@ def _l2l_loop(model, params, batch, steps, lr, first_order):
 
 
 def bench_maml_paths(repeats: int, threads=(1, 2), meta_batches=(8, 32), inner_steps=(1, 5), query: int = 1,
-                     on_round=None) -> dict:
+                     methods=("loop", "vmap", "auto"), on_round=None) -> dict:
     """Seconds per MAML meta-step (forward + meta-gradient), Conv4 5-way 1-shot: loop vs vmap vs auto.
 
-    ``on_round(partial_result)`` is called after every setting, so a run stopped early (a loaded machine) still
-    leaves what it measured; within a repeat the settings run cheapest first."""
+    Every call is timed in wall-clock seconds and in CPU seconds of this process (``time.process_time``: all its
+    threads; at one thread it is what an idle core would take). The meta-gradients of every method are compared
+    with the loop's at every cell, from the first 1-thread repeat's own calls. ``on_round(partial_result)`` is
+    called after every setting, so a run stopped early (a loaded machine) still leaves what it measured; within
+    a repeat the settings run cheapest first."""
     from adaptlab.meta.maml import maml_meta_loss
     from adaptlab.models.conv4 import Conv4
 
@@ -116,73 +118,86 @@ def bench_maml_paths(repeats: int, threads=(1, 2), meta_batches=(8, 32), inner_s
     def ours(vectorize):
         return lambda b, k, fo: maml_meta_loss(params, {}, b, model=model, loss_fn=F.cross_entropy, steps=k,
                                                lr=0.4, first_order=fo, vectorize=vectorize)[0]
-    methods = {"loop": lambda b, k, fo: _l2l_loop(model, params, b, k, 0.4, fo), "vmap": ours(True),
-               "auto": ours("auto")}
+    every = {"loop": lambda b, k, fo: _l2l_loop(model, params, b, k, 0.4, fo), "vmap": ours(True),
+             "auto": ours("auto")}
+    methods = {m: every[m] for m in ("loop", *methods) if m in every}
     leaves = list(params.values())
     times = {(th, *st): {m: [] for m in methods} for th in threads for st in settings}
+    cpu = {key: {m: [] for m in methods} for key in times}
     diffs, loads = {}, []
-    for (fo, T, k) in settings:                                   # warm-up and meta-gradient check, 1 thread
-        if T != min(meta_batches):
-            continue  # the check at the smallest meta-batch only: a 32-task K=5 check costs minutes here
-        torch.set_num_threads(1)
-        grads = {m: torch.autograd.grad(f(batches[T], k, fo), leaves) for m, f in methods.items()}
-        ref = torch.cat([x.flatten() for x in grads["loop"]])
-        diffs[(fo, T, k)] = {m: float((torch.cat([x.flatten() for x in gr]) - ref).norm() / ref.norm())
-                             for m, gr in grads.items() if m != "loop"}
-    print("meta-gradients checked", diffs, file=sys.stderr, flush=True)
+    torch.set_num_threads(1)
+    for f in methods.values():                                     # warm-up: the first calls allocate
+        torch.autograd.grad(f(batches[min(meta_batches)], 1, True), leaves)
     for r in range(repeats):
         for th in threads:
             torch.set_num_threads(th)
             loads.append(os.getloadavg()[0])
             for (fo, T, k) in settings:
+                grads = {}
                 for m, f in methods.items():                      # interleaved: loop, vmap, auto, loop, ...
-                    t0 = time.perf_counter()
-                    torch.autograd.grad(f(batches[T], k, fo), leaves)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    grads[m] = torch.autograd.grad(f(batches[T], k, fo), leaves)
                     times[(th, fo, T, k)][m].append(time.perf_counter() - t0)
-                print(f"round {r} threads {th} order {1 if fo else 2} T={T} K={k}",
-                      {m: round(v[-1], 3) for m, v in times[(th, fo, T, k)].items()}, file=sys.stderr, flush=True)
+                    cpu[(th, fo, T, k)][m].append(time.process_time() - c0)
+                if (fo, T, k) not in diffs:                       # the meta-gradient check, from these calls
+                    ref = torch.cat([x.flatten() for x in grads["loop"]])
+                    diffs[(fo, T, k)] = {m: float((torch.cat([x.flatten() for x in gr]) - ref).norm() / ref.norm())
+                                         for m, gr in grads.items() if m != "loop"}
+                print(f"round {r} threads {th} order {1 if fo else 2} T={T} K={k} load {os.getloadavg()[0]:.1f}",
+                      {m: (round(v[-1], 3), round(cpu[(th, fo, T, k)][m][-1], 3))
+                       for m, v in times[(th, fo, T, k)].items()}, file=sys.stderr, flush=True)
                 if on_round is not None:
-                    on_round(_maml_paths_rows(times, diffs, loads, query, model, batches))
+                    on_round(_maml_paths_rows(times, cpu, diffs, loads, query, model, batches))
         torch.set_num_threads(1)
-    return _maml_paths_rows(times, diffs, loads, query, model, batches)
+    return _maml_paths_rows(times, cpu, diffs, loads, query, model, batches)
 
 
-def _maml_paths_rows(times, diffs, loads, query, model, batches) -> dict:
+def _maml_paths_rows(times, cpu, diffs, loads, query, model, batches) -> dict:
     from adaptlab.meta.maml import choose_path
 
     rows = []
     for (th, fo, T, k), ts in times.items():
         if not ts["loop"]:
             continue  # not reached before the run was stopped
-        med = {m: statistics.median(v) for m, v in ts.items()}
+        n = min(len(v) for v in ts.values())
+        med = {m: statistics.median(v[:n]) for m, v in ts.items()}
+        cmed = {m: statistics.median(v[:n]) for m, v in cpu[(th, fo, T, k)].items()}
         rows.append({"threads": th, "order": 1 if fo else 2, "meta_batch": T, "inner_steps": k,
                      "auto_path": choose_path(model, None, batches[T].support_x),
-                     "seconds_median": med, "runs": ts, "loop_over_vmap": med["loop"] / med["vmap"],
-                     "loop_over_auto": med["loop"] / med["auto"],
-                     "meta_grad_rel_diff_vs_loop": diffs.get((fo, T, k), {"vmap": math.nan, "auto": math.nan}),
-                     "repeats": len(ts["loop"])})
+                     "seconds_median": med, "cpu_seconds_median": cmed, "runs": ts, "cpu_runs": cpu[(th, fo, T, k)],
+                     "loop_over": {m: med["loop"] / v for m, v in med.items() if m != "loop"},
+                     "loop_over_cpu": {m: cmed["loop"] / v for m, v in cmed.items() if m != "loop"},
+                     "meta_grad_rel_diff_vs_loop": diffs.get((fo, T, k), {}),
+                     "repeats": n})
     return {"rows": rows, "loadavg_per_round": loads, "query_per_class": query}
 
 
 def _maml_paths_md(res: dict, meta: dict) -> list[str]:
-    lines = [f"# MAML on Conv4: per-task loop vs vmap vs the automatic path (CPU, {meta['nproc']} cores, load "
+    ms = [m for m in ("vmap", "auto") if res["rows"] and m in res["rows"][0]["seconds_median"]]
+    lines = [f"# MAML on Conv4: per-task loop vs {' vs '.join(ms)} (CPU, {meta['nproc']} cores, load "
              f"average {meta['loadavg_before'][0]:.1f} before / {meta['loadavg_after'][0]:.1f} after, "
              f"{min(res['loadavg_per_round']):.1f}-{max(res['loadavg_per_round']):.1f} during; shared machine; "
              f"repeats per cell in the last column)", "",
-             f"Command: `{meta['command']}`; torch {meta['torch']}. Omniglot 5-way 1-shot, "
+             f"Command: `{meta['command']}` with OMP_WAIT_POLICY={meta.get('omp_wait_policy', '(unset)')}; torch "
+             f"{meta['torch']}. Omniglot 5-way 1-shot, "
              f"{res['query_per_class']} query per class, Conv4 (64 channels, batch norm), inner lr 0.4; one "
-             "meta-step = meta-loss + `torch.autograd.grad` of it; median seconds of the interleaved repeats. "
-             "`loop` is learn2learn's clone()/adapt() algorithm; `auto` is adaptlab's default "
-             "(`vectorize=\"auto\"`, path named). Speed-up = loop time / path time (> 1: faster than the loop).",
-             "", "| order | threads | meta-batch | inner steps | loop s | vmap s | auto s (path) | vmap speed-up "
-             "| auto speed-up | meta-grad rel. diff auto vs loop | repeats |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "meta-step = meta-loss + `torch.autograd.grad` of it; medians of the interleaved repeats, wall-clock "
+             "seconds and CPU seconds of the process (all its threads). `loop` is learn2learn's clone()/adapt() "
+             "algorithm; `auto` is adaptlab's default (`vectorize=\"auto\"`, path named). Speed-up = loop time / "
+             "path time (> 1: faster than the loop), wall (CPU). The meta-gradient difference is from the first "
+             "repeat's own calls (float32).", "",
+             "| order | threads | meta-batch | inner steps | loop s (CPU s) | "
+             + " | ".join(f"{m} s (CPU s)" for m in ms) + " | "
+             + " | ".join(f"{m} speed-up wall (CPU)" for m in ms) + " | meta-grad rel. diff vs loop | repeats |",
+             "|" + "---|" * (7 + 2 * len(ms))]
     for r in sorted(res["rows"], key=lambda r: (r["order"] == 1, r["threads"], r["meta_batch"], r["inner_steps"])):
-        s = r["seconds_median"]
+        s, c = r["seconds_median"], r["cpu_seconds_median"]
+        cells = [f"{s[m]:.3f} ({c[m]:.3f})" + (f" ({r['auto_path']})" if m == "auto" else "") for m in ms]
+        ups = [f"{r['loop_over'][m]:.2f}x ({r['loop_over_cpu'][m]:.2f}x)" for m in ms]
+        diff = ", ".join(f"{m} {v:.1e}" for m, v in r["meta_grad_rel_diff_vs_loop"].items())
         lines.append(f"| {'second' if r['order'] == 2 else 'first'} | {r['threads']} | {r['meta_batch']} | "
-                     f"{r['inner_steps']} | {s['loop']:.3f} | {s['vmap']:.3f} | {s['auto']:.3f} ({r['auto_path']}) | "
-                     f"{r['loop_over_vmap']:.2f}x | {r['loop_over_auto']:.2f}x | "
-                     f"{r['meta_grad_rel_diff_vs_loop']['auto']:.1e} | {r['repeats']} |")
+                     f"{r['inner_steps']} | {s['loop']:.3f} ({c['loop']:.3f}) | " + " | ".join(cells) + " | "
+                     + " | ".join(ups) + f" | {diff} | {r['repeats']} |")
     return lines
 
 
@@ -242,6 +257,8 @@ def main() -> None:
                    help="algorithms: parts 1-2 (omniglot.*); maml-paths: part 3 (omniglot_maml_paths.*)")
     p.add_argument("--query", type=int, default=1, help="maml-paths: query images per class")
     p.add_argument("--threads", default="1,2", help="maml-paths: intra-op thread counts, comma-separated")
+    p.add_argument("--methods", default="loop,vmap,auto", help="maml-paths: implementations to time (loop always)")
+    p.add_argument("--redraw", action="store_true", help="maml-paths: rewrite the .md from the committed .json")
     a = p.parse_args()
     if a.worker:
         return worker(a.steps, a.out)
@@ -252,14 +269,22 @@ def main() -> None:
         def write(res: dict) -> list[str]:
             meta = {"nproc": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                     "torch": torch.__version__, "python": platform.python_version(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
                     "command": "python benchmarks/bench_omniglot.py " + " ".join(sys.argv[1:])}
             out = ROOT / "benchmarks" / "results"
             (out / "omniglot_maml_paths.json").write_text(json.dumps({"meta": meta, **res}, indent=1) + "\n")
             lines = _maml_paths_md(res, meta)
             (out / "omniglot_maml_paths.md").write_text("\n".join(lines) + "\n")
             return lines
+        if a.redraw:
+            res = json.loads((ROOT / "benchmarks" / "results" / "omniglot_maml_paths.json").read_text())
+            lines = _maml_paths_md(res, res.pop("meta"))
+            (ROOT / "benchmarks" / "results" / "omniglot_maml_paths.md").write_text("\n".join(lines) + "\n")
+            return print("\n".join(lines))
         threads = tuple(int(t) for t in a.threads.split(","))
-        return print("\n".join(write(bench_maml_paths(a.repeats, threads, query=a.query, on_round=write))))
+        methods = tuple(a.methods.split(","))
+        return print("\n".join(write(bench_maml_paths(a.repeats, threads, query=a.query, methods=methods,
+                                                        on_round=write))))
     algos = bench_algorithms(a.steps, a.repeats)
     tmp = ROOT / "benchmarks" / "results" / ".tmp"
     tmp.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 
 from adaptlab.meta.maml import MAML, adapt_tasks, choose_path, maml_meta_loss
-from adaptlab.models.conv4 import Conv4
+from adaptlab.models.conv4 import Conv4, fold_chunk
 from adaptlab.models.mlp import MLP
 from adaptlab.tasks.batch import SupportQuery
 
@@ -36,6 +36,11 @@ def _net(track=False, ways=3, seed=0):
     return net
 
 
+def _task_bytes(net, x):
+    """Bytes of one task's first-layer activations, ``(n, hidden, H, W)``."""
+    return x.shape[1] * net.hidden * x.shape[-2] * x.shape[-1] * x.element_size()
+
+
 def _reference(net, params, buffers, b, steps, lr, first_order, adapt=None):
     """Naive per-task loop (learn2learn's clone/adapt): copy, autograd.grad(create_graph=not first_order)."""
     total, task_buffers = 0.0, []
@@ -55,11 +60,14 @@ def _reference(net, params, buffers, b, steps, lr, first_order, adapt=None):
 
 
 @pytest.mark.parametrize("first_order", [False, True])
-@pytest.mark.parametrize("variant", ["maml", "running-stats", "anil", "meta-sgd"])
+@pytest.mark.parametrize("variant", ["maml", "running-stats", "anil", "meta-sgd", "chunked-running-stats"])
 def test_folded_meta_gradient_equals_naive_per_task_loop(first_order, variant):
     """Float64, 2 inner steps: the grouped-convolution path gives the loop's meta-gradient and buffers."""
-    net = _net(track=variant == "running-stats")
+    net = _net(track="running-stats" in variant)
     params, buffers, b = dict(net.named_parameters()), dict(net.named_buffers()), _conv_tasks()
+    if variant.startswith("chunked"):  # 3 tasks folded in chunks of 2 and 1
+        net.fold_bytes = 2 * _task_bytes(net, b.query_x)
+        assert fold_chunk(4, 4, 28 * 28, net.fold_bytes, 8) == 2
     adapt = ["head."] if variant == "anil" else None
     lr = ({k: torch.full_like(v, 0.3).requires_grad_() for k, v in params.items()} if variant == "meta-sgd"
           else 0.3)
@@ -77,10 +85,14 @@ def test_folded_meta_gradient_equals_naive_per_task_loop(first_order, variant):
         assert_close(aux["buffers"][k].double(), mean if buffers[k].is_floating_point() else want_bufs[0][k].double())
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 2])
 @pytest.mark.parametrize("train", [True, False])
-def test_forward_tasks_equals_stacked_functional_calls(train):
-    """forward_tasks with different weights per task equals T separate calls, running statistics included."""
+def test_forward_tasks_equals_stacked_functional_calls(train, chunk):
+    """forward_tasks with different weights per task equals T separate calls, running statistics included,
+    with all 3 tasks in one fold and in chunks of 1 and of 2 (uneven: 2 + 1)."""
     net = _net(track=True).train(train)
+    if chunk is not None:
+        net.fold_bytes = chunk * 5 * net.hidden * 28 * 28 * 8  # float64 activations (5, hidden, 28, 28) per task
     T, g = 3, torch.Generator().manual_seed(1)
     params = {k: v + 0.1 * torch.randn(T, *v.shape, generator=g, dtype=v.dtype) for k, v in net.named_parameters()}
     bufs = {k: (v + 0.5 * torch.rand(T, *v.shape, generator=g, dtype=v.dtype) if v.is_floating_point()
@@ -102,6 +114,28 @@ def test_folded_adapt_tasks_equals_the_per_task_loop():
     assert_close(got["pred"], want["pred"], atol=1e-10)
     assert_close(got["loss"], want["loss"], atol=1e-10)
     assert (got["loss"][:, -1] < got["loss"][:, 0]).all()  # adaptation lowers the support loss
+
+
+def test_fold_chunk_rule():
+    """The most tasks whose first-layer activations fit the budget, never fewer than one."""
+    per_task = 5 * 64 * 28 * 28 * 4  # 5 images, 64 channels, 28x28, float32: 1 MB
+    assert fold_chunk(5, 64, 28 * 28, 8 * per_task) == 8
+    assert fold_chunk(5, 64, 28 * 28, 8 * per_task - 1) == 7
+    assert fold_chunk(5, 64, 28 * 28, 1) == 1
+    assert fold_chunk(5, 64, 28 * 28, Conv4.fold_bytes) == 4  # the default: 5-way 1-shot Omniglot, 4 tasks
+
+
+def test_relu_after_pool_equals_pool_after_relu_with_gradients():
+    """The folded forward pools before its ReLU: values, gradients and second derivatives are the module's."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64).requires_grad_()
+    h.data[0, 0, :2, :2] = -1.0  # a window with no positive entry
+    v = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64)
+    for f in (lambda x: F.relu(F.max_pool2d(x, 2)), lambda x: F.max_pool2d(F.relu(x), 2)):
+        assert torch.autograd.gradcheck(f, (h,)) and torch.autograd.gradgradcheck(f, (h,))
+    a, b = F.relu(F.max_pool2d(h, 2)), F.max_pool2d(F.relu(h), 2)
+    assert torch.equal(a, b)
+    assert torch.equal(*(torch.autograd.grad((y * v).sum(), h)[0] for y in (a, b)))
 
 
 def test_chooser_rule_and_its_errors():

@@ -6,7 +6,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "captioner": ["AlternatingLayer", "Captioner", "JointLayer", "captioner_alternating", "captioner_joint",
                   "joint_mask", "self_mask"],
     "cnn": ["LeNet5", "MNIST1DCNN", "SequentialCNN", "VGGNet"],
-    "conv4": ["Conv4", "conv_block"],
+    "conv4": ["Conv4", "conv_block", "fold_chunk"],
     "mlp": ["MLP"],
     "mtl_lenet": ["multimnist_cross_stitch", "multimnist_lenet"],
     "omniglot_mtl": ["omniglot_mtl_blocks", "omniglot_mtl_head"],

@@ -1,0 +1,38 @@
+"""Float64 check of the grid's T = 32, K = 5 cell: default path and vmap against the per-task loop.
+
+    python benchmarks/check_maml_conv_f64.py
+
+Same batch as ``bench_omniglot.py --part maml-paths`` (its second sample); prints dtype, order, path and the
+relative difference of the meta-gradient to the loop's. Output in ``benchmarks/results/maml_conv_fold.md``.
+"""
+
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from adaptlab.meta.maml import maml_meta_loss  # noqa: E402
+from adaptlab.models.conv4 import Conv4  # noqa: E402
+from adaptlab.tasks.batch import SupportQuery  # noqa: E402
+from bench_omniglot import _episodes, _l2l_loop  # noqa: E402
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = Conv4(n_classes=5)
+sampler, g = _episodes(5, 1, 1, 1)
+batches = {T: sampler.sample(T, g) for T in (8, 32)}   # the benchmark's batches
+b = batches[32]
+for dt in (torch.float32, torch.float64):
+    m = model.to(dt)
+    params = dict(m.named_parameters())
+    leaves = list(params.values())
+    bb = SupportQuery(b.support_x.to(dt), b.support_y, b.query_x.to(dt), b.query_y)
+    for fo in (True, False):
+        ref = torch.cat([x.flatten() for x in torch.autograd.grad(_l2l_loop(m, params, bb, 5, 0.4, fo), leaves)])
+        for v in ("auto", True):
+            loss = maml_meta_loss(params, {}, bb, model=m, loss_fn=F.cross_entropy, steps=5, lr=0.4, first_order=fo,
+                                  vectorize=v)[0]
+            gr = torch.cat([x.flatten() for x in torch.autograd.grad(loss, leaves)])
+            print(dt, "first" if fo else "second", v, float((gr - ref).norm() / ref.norm()), flush=True)
