@@ -53,9 +53,9 @@ def instruction() -> str:
 @dataclass
 class SupersenseConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
-    per_class: int = 8  # test glosses per supersense (26 classes: 208 questions)
+    per_class: int = 6  # test glosses per supersense (26 classes: 156 questions)
     pool_per_class: int = 1  # demonstration glosses per supersense (disjoint from the test glosses)
-    ks: list[int] = field(default_factory=lambda: [8, 26])  # demonstrations after the instruction (0 = none)
+    ks: list[int] = field(default_factory=lambda: [26])  # demonstrations after the instruction (26: the pool)
     draws: int = 2  # demonstration draws per k (CIs over draws)
     batch_size: int = 32  # questions per forward pass
 
