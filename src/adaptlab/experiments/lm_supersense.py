@@ -215,7 +215,8 @@ def figures(results: dict, cfg: SupersenseConfig, out_dir: Path) -> list[str]:
     ax.imshow(conf, cmap="Blues")
     ax.set_xticks(range(26), names, rotation=90, fontsize=7)
     ax.set_yticks(range(26), names, fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title=f"confusion, {results['best']} (first draw)")
+    draw = " (first draw)" if results["best"] not in results["settings"] else ""
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion, best setting: {results['best']}{draw}")
     save_figure(fig, out_dir / "confusion.png")
     return ["accuracy.png", "confusion.png"]
 
