@@ -16,7 +16,7 @@ from adaptlab.errors import ConfigError
 
 pytest.importorskip("transformers", reason="transformers is not installed (pip install -e '.[lm]')")
 
-from adaptlab.lm.decode import generate, generate_ids, next_token, top_p_filter  # noqa: E402
+from adaptlab.lm.decode import generate, generate_ids, generate_scored, next_token, top_p_filter  # noqa: E402
 from adaptlab.lm.load import tiny_random_lm  # noqa: E402
 from adaptlab.lm.scoring import continuation_logprobs, score_options  # noqa: E402
 
@@ -106,6 +106,19 @@ def test_scoring_refuses_bad_input():
         continuation_logprobs(lm, [[]], [lm.encode("a")])
     with pytest.raises(ConfigError, match="same number of options"):
         score_options(lm, ["a", "b"], [[" x"], [" x", " y"]])
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_generate_scored_equals_generate_plus_one_at_a_time_scores(side, batch_size):
+    """The one-pass read of a lettered strategy: texts equal generate's, scores equal unpadded full forwards."""
+    lm = tiny_random_lm(side, seed=3)
+    letters = ["A", "B", "C"]  # one character = one token of the character tokenizer
+    texts, lp = generate_scored(lm, PROMPTS, letters, prefix=PREFIX, max_new_tokens=3, batch_size=batch_size)
+    assert texts == generate(lm, PROMPTS, prefix=PREFIX, max_new_tokens=3, batch_size=batch_size)
+    torch.testing.assert_close(lp, _reference(lm, PREFIX, PROMPTS, [letters] * len(PROMPTS)), atol=1e-4, rtol=0)
+    with pytest.raises(ConfigError, match="not one token"):
+        generate_scored(lm, PROMPTS, [" A", "B"])
 
 
 @pytest.mark.parametrize("side", ["left", "right"])

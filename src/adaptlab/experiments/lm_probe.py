@@ -6,6 +6,11 @@ uniformity with Pearson's chi-square (9 degrees of freedom); diversity is the en
 distribution (bits; 3.32 is uniform), the share of distinct digit bigrams among all bigrams, and the share of
 distinct samples; validity is the share of samples that reach ``digits`` digits.
 
+**Validity of other prompts.** At the same temperatures the model answers ``validity_samples`` times each of
+four prompts whose answers can be checked: a number from 1 to 100, a capital letter, an English noun (a
+WordNet noun lemma) and a country (a GeoNames country name). Per prompt and T: the share of valid answers, the
+share of distinct answers among the valid ones, and the entropy (bits) of the valid answers.
+
 (v) **Few-shot beats zero-shot.** WordNet nouns (Debian ``wordnet-base``) with plurals from ``inflect``: the
 model completes ``singular: W\\nplural:`` greedily after k demonstrations in the same format (k in ``plural_ks``,
 k = 0 = zero-shot); accuracy is an exact match of the first word.
@@ -31,6 +36,11 @@ from adaptlab.io import save_figure
 from adaptlab.runner import Experiment
 
 DIGITS_PROMPT = "Here are 100 random digits from 0 to 9, separated by spaces:"
+#: prompts whose answers can be checked (kind -> prompt); see :func:`parse_answer`
+VALIDITY_PROMPTS = {"number": "Here is a random number from 1 to 100:",
+                    "letter": "Here is a random capital letter from A to Z:",
+                    "noun": "Here is a random English noun:",
+                    "country": "Here is the name of a random country:"}
 TINY = "tiny-random"
 
 
@@ -47,6 +57,7 @@ class ProbeConfig(BaseConfig):
     compare_model: str = ""  # second model for (iii)/(iv): '' (skip), 'gemma-3-270m', HF name, folder, 'tiny-random'
     capitals_n: int = 100  # capitals questions for (iii)/(iv) (5 options each)
     arith_n: int = 50  # 3-digit additions for (iv)
+    validity_samples: int = 16  # answers per (checkable prompt, temperature); 0 skips the validity study
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,6 +72,8 @@ class ProbeConfig(BaseConfig):
         check(self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer")
         check(1 <= self.capitals_n <= 240, "capitals_n", self.capitals_n, "an integer in 1..240")
         check(1 <= self.arith_n <= 1000, "arith_n", self.arith_n, "an integer in 1..1000")
+        check(0 <= self.validity_samples <= 256, "validity_samples", self.validity_samples,
+              "an integer in 0..256 (0 = skip)")
 
 
 def _model(cfg: ProbeConfig, name: str | None = None):
@@ -143,6 +156,76 @@ def digit_stats(texts: list[str], digits: int) -> dict:
             "valid": sum(len(s) >= digits for s in seqs) / max(len(seqs), 1)}
 
 
+def answer_vocab() -> dict[str, set[str]]:
+    """What counts as valid for :data:`VALIDITY_PROMPTS`: WordNet noun lemmas and GeoNames country names."""
+    from adaptlab.data.text import load_capitals, load_wordnet_nouns
+
+    nouns = {w.lower() for n in load_wordnet_nouns() for w in n.lemmas}
+    return {"noun": nouns, "country": {q.meta["country"].lower() for q in load_capitals()}}
+
+
+def parse_answer(kind: str, text: str, vocab: dict[str, set[str]]) -> str | None:
+    """The valid answer at the start of ``text`` for prompt ``kind``, normalised, or None.
+
+    ``number``: an integer 1..100 as the first word; ``letter``: one capital letter A-Z as the first word;
+    ``noun``: the first word, lowercased, a WordNet noun lemma; ``country``: the first line, lowercased, up to
+    its first period or comma, a GeoNames country name.
+
+    >>> parse_answer("number", " 42.", {}), parse_answer("number", " 420", {}), parse_answer("letter", " Q", {})
+    ('42', None, 'Q')
+    >>> parse_answer("country", " France. It is", {"country": {"france"}})
+    'france'
+    """
+    words = text.split()
+    first = words[0].strip(".,;:!?\"'()") if words else ""
+    if kind == "number":
+        return first if first.isdigit() and 1 <= int(first) <= 100 and first == str(int(first)) else None
+    if kind == "letter":
+        return first if len(first) == 1 and "A" <= first <= "Z" else None
+    if kind == "noun":
+        return first.lower() if first.lower() in vocab["noun"] else None
+    if kind == "country":
+        line = (text.strip().splitlines() or [""])[0]
+        name = re.split(r"[.,;:!?]", line)[0].strip().strip("\"'").lower()
+        return name if name in vocab["country"] else None
+    raise ValueError(f"kind={kind!r} is invalid; expected one of {sorted(VALIDITY_PROMPTS)}")
+
+
+def validity_stats(answers: list[str | None]) -> dict:
+    """Valid share, distinct share among the valid answers, and the entropy (bits) of the valid answers.
+
+    >>> r = validity_stats(["a", "a", "b", None])
+    >>> r["valid"], r["distinct"], round(r["entropy_bits"], 3)
+    (0.75, 0.6666666666666666, 0.918)
+    """
+    ok = [a for a in answers if a is not None]
+    n = len(ok)
+    counts = {a: ok.count(a) for a in set(ok)}
+    ent = -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+    return {"valid": n / max(len(answers), 1), "distinct": len(counts) / n if n else 0.0, "entropy_bits": ent,
+            "top": sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]}
+
+
+def validity_study(lm, cfg: ProbeConfig) -> dict:
+    """:func:`validity_stats` of every :data:`VALIDITY_PROMPTS` prompt at every temperature."""
+    import torch
+
+    from adaptlab.lm.decode import generate
+
+    vocab = answer_vocab()
+    out: dict = {}
+    for j, (kind, prompt) in enumerate(VALIDITY_PROMPTS.items()):
+        out[kind] = {}
+        for i, T in enumerate(cfg.temperatures):
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + 100 * (j + 1) + i)
+            texts = generate(lm, [prompt] * cfg.validity_samples, max_new_tokens=8, do_sample=T > 0,
+                             temperature=T if T > 0 else 1.0, top_p=cfg.top_p, generator=g,
+                             batch_size=cfg.batch_size)
+            out[kind][str(T)] = {**validity_stats([parse_answer(kind, t, vocab) for t in texts]),
+                                 "examples": texts[:3]}
+    return out
+
+
 def run(cfg: ProbeConfig, out_dir: Path, resume: bool = False) -> dict:
     import time
 
@@ -151,7 +234,7 @@ def run(cfg: ProbeConfig, out_dir: Path, resume: bool = False) -> dict:
     from adaptlab.data.text import plural_pairs
     from adaptlab.lm.decode import generate
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lm = _model(cfg)
     temps = {}
     for i, T in enumerate(cfg.temperatures):
@@ -159,6 +242,7 @@ def run(cfg: ProbeConfig, out_dir: Path, resume: bool = False) -> dict:
         texts = generate(lm, [DIGITS_PROMPT] * cfg.samples, max_new_tokens=2 * cfg.digits + 8, do_sample=T > 0,
                          temperature=T if T > 0 else 1.0, top_p=cfg.top_p, generator=g, batch_size=cfg.batch_size)
         temps[str(T)] = {**digit_stats(texts, cfg.digits), "example": texts[0][:200]}
+    validity = validity_study(lm, cfg) if cfg.validity_samples else None
     pairs = plural_pairs(cfg.plural_n + max(cfg.plural_ks), seed=cfg.seed)
     test, demos = pairs[:cfg.plural_n], pairs[cfg.plural_n:]
     plural = {}
@@ -177,8 +261,8 @@ def run(cfg: ProbeConfig, out_dir: Path, resume: bool = False) -> dict:
         second = compare_tasks(_model(cfg, cfg.compare_model), cfg)
         b = cfg.compare_model if cfg.compare_model != cfg.model else f"{cfg.model} (seed {cfg.seed + 1})"
         compare = {cfg.model: first, b: second}
-    return {"model": cfg.model, "temperature": temps, "plural": plural, "compare": compare,
-            "timings": {"seconds": time.perf_counter() - t0}}
+    return {"model": cfg.model, "temperature": temps, "validity": validity, "plural": plural, "compare": compare,
+            "timings": {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}}
 
 
 def figures(results: dict, cfg: ProbeConfig, out_dir: Path) -> list[str]:
@@ -211,8 +295,23 @@ def figures(results: dict, cfg: ProbeConfig, out_dir: Path) -> list[str]:
     ax.set(title=f"pluralization, {cfg.plural_n} WordNet nouns", xlabel="demonstrations k", ylabel="exact match",
            ylim=(0, 1))
     save_figure(fig, out_dir / "plural.png")
+    names = ["temperature.png", "plural.png"]
+    if results.get("validity"):
+        va = results["validity"]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for kind, rows in va.items():
+            Ts = [float(t) for t in rows]
+            axes[0].plot(Ts, [r["valid"] for r in rows.values()], "-o", label=kind)
+            axes[1].plot(Ts, [r["distinct"] for r in rows.values()], "-o", label=kind)
+        axes[0].set(title=f"valid answers ({cfg.validity_samples} samples per point)", xlabel="temperature",
+                    ylabel="share", ylim=(-0.02, 1.02))
+        axes[1].set(title="distinct answers among the valid ones", xlabel="temperature", ylim=(-0.02, 1.02))
+        for ax in axes:
+            ax.legend(fontsize=7)
+        save_figure(fig, out_dir / "validity.png")
+        names.append("validity.png")
     if not results.get("compare"):
-        return ["temperature.png", "plural.png"]
+        return names
     comp = results["compare"]
     tasks = [("capitals_cloze", "capitals, cloze"), ("capitals_letters", "capitals, letters"),
              ("arithmetic", "3-digit sums")]
@@ -230,7 +329,7 @@ def figures(results: dict, cfg: ProbeConfig, out_dir: Path) -> list[str]:
            title="model size: where the larger model wins, where both fail")
     ax.legend(fontsize=7)
     save_figure(fig, out_dir / "compare.png")
-    return ["temperature.png", "plural.png", "compare.png"]
+    return names + ["compare.png"]
 
 
 def summary(results: dict, cfg: ProbeConfig) -> str:
@@ -242,6 +341,15 @@ def summary(results: dict, cfg: ProbeConfig) -> str:
     for t, r in results["temperature"].items():
         lines.append(f"| {t} | {r['n_digits']} | {r['chi2']:.1f} | {r['p_value']:.3g} | {r['entropy_bits']:.2f} | "
                      f"{r['distinct_bigrams']:.2f} | {r['distinct_samples']:.2f} | {r['valid']:.2f} |")
+    if results.get("validity"):
+        va = results["validity"]
+        Ts = list(next(iter(va.values())))
+        lines += ["", f"Validity of other prompts ({cfg.validity_samples} answers per cell; valid share / distinct "
+                  "share of the valid answers, `validity.png`):", "",
+                  "| prompt | " + " | ".join(f"T = {t}" for t in Ts) + " |", "|---" * (len(Ts) + 1) + "|"]
+        for kind, rows in va.items():
+            lines.append(f"| {VALIDITY_PROMPTS[kind]} | " + " | ".join(
+                f"{rows[t]['valid']:.2f} / {rows[t]['distinct']:.2f}" for t in Ts) + " |")
     lines += ["", f"Pluralization of {cfg.plural_n} WordNet nouns (exact match of the first word, `plural.png`): "
               + ", ".join(f"k = {k}: {r['accuracy']:.2f}" for k, r in results["plural"].items()) + "."]
     comp = results.get("compare")
@@ -274,6 +382,7 @@ EXPERIMENTS = [
                "pluralization, model size (where a larger model wins, where both fail)", ProbeConfig, run, figures,
                summary,
                quick={"model": TINY, "temperatures": [0.0, 1.0], "samples": 2, "digits": 10, "plural_n": 4,
+                      "validity_samples": 2,
                       "plural_ks": [0, 1], "compare_model": TINY, "capitals_n": 6,
                       "arith_n": 4},
                check=check_inputs),

@@ -2,10 +2,12 @@
 
 For each dataset (capitals 5-way from GeoNames; MMLU subsets, 4-way) ``n_questions`` test questions and a
 disjoint pool of ``pool`` demonstrations are drawn with the seed. Every strategy of :mod:`adaptlab.lm.prompts`
-runs once (few-shot strategies with ``k_main`` demonstrations), each read as scored letters / option texts and,
-for lettered strategies, as greedy generations parsed for a letter. Then ``few_shot`` (correct labels) and
+runs once (few-shot strategies with ``k_main`` demonstrations: draw 0 of the k sweep), each read as scored
+letters / option texts and, for lettered strategies, as greedy generations parsed for a letter (both reads from
+one pass over each prompt when the letters are single tokens). Then ``few_shot`` (correct labels) and
 ``incorrect_few_shot`` (random wrong labels) run for every k in ``ks`` over ``draws`` demonstration draws: mean
 ± 95% CI over draws of accuracy and valid-answer rate, and a paired test of correct vs random labels.
+A prompt set already evaluated (k = 0 is the QA + instruction prompt for every draw) is not run again.
 
 The model is any causal LM (``model=NAME_OR_FOLDER``); the default is the offline SmolLM2-135M-Instruct, used
 as a plain completion model unless ``chat=true`` puts every prompt in its chat template. ``model=tiny-random``
@@ -113,36 +115,44 @@ def _mean_ci(x: list[float]) -> tuple[float, float]:
     return m, 1.96 * sd / math.sqrt(len(x))
 
 
-def _eval(lm, cfg, test, pool, strategy, k, seed) -> dict:
-    from adaptlab.lm.prompts import evaluate_mc
+def _draw_seed(cfg: PromptingConfig, d: int) -> int:
+    """Seed of demonstration draw ``d`` (the strategy table's few-shot rows use draw 0 of the k sweep)."""
+    return cfg.seed + 1000 * (d + 1)
 
-    r = evaluate_mc(lm, test, strategy, demos=pool, k=k, seed=seed, max_new_tokens=cfg.max_new_tokens,
-                    batch_size=cfg.batch_size, chat=cfg.chat)
-    return {"scored": r["metrics"], "generated": r["generated"], "taxonomy": r["taxonomy"],
-            "right": [int(p == q.answer) for p, q in zip(r.get("gen_pred", r["pred"]), test)],
-            "examples": (r["texts"] or [])[:5]}
+
+def _eval(lm, cfg, test, pool, strategy, k, seed, memo: dict) -> dict:
+    """One strategy on ``test``; a prompt set evaluated before (same prefix and prompts) is not run again.
+
+    Evaluation is deterministic (scores and greedy answers), so identical prompts give identical results:
+    k = 0 is the QA + instruction prompt for every draw and both labelings, and the strategy table's few-shot
+    rows are the sweep's draw 0 at ``k_main``. Keyed on the prompt text itself, so a reuse cannot mismatch.
+    """
+    from adaptlab.lm.prompts import build_prompts, evaluate_mc
+
+    key = build_prompts(strategy, test, pool, k, seed)
+    key = (strategy == "cloze", key[0], tuple(key[1]))
+    if key not in memo:
+        r = evaluate_mc(lm, test, strategy, demos=pool, k=k, seed=seed, max_new_tokens=cfg.max_new_tokens,
+                        batch_size=cfg.batch_size, chat=cfg.chat)
+        memo[key] = {"scored": r["metrics"], "generated": r["generated"], "taxonomy": r["taxonomy"],
+                     "right": [int(p == q.answer) for p, q in zip(r.get("gen_pred", r["pred"]), test)],
+                     "examples": (r["texts"] or [])[:5]}
+    return memo[key]
 
 
 def run_dataset(cfg: PromptingConfig, dataset: str, lm, checkpoint=None) -> dict:
     test, pool = questions(cfg, dataset)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    memo: dict = {}
     strategies = {}
     for s in progress(cfg.strategies, desc=f"{dataset} strategies"):
         k = cfg.k_main if s in ("few_shot", "incorrect_few_shot") else 0
-        strategies[s] = _eval(lm, cfg, test, pool, s, k, cfg.seed)
+        strategies[s] = _eval(lm, cfg, test, pool, s, k, _draw_seed(cfg, 0), memo)
     labelings = ("few_shot", "incorrect_few_shot")
     sweep: dict = {"few_shot": {}, "incorrect_few_shot": {}, "difference": {}}
     for k in progress(cfg.ks, desc=f"{dataset} k sweep"):
-        runs: dict = {lab: [] for lab in labelings}
-        for d in range(cfg.draws):
-            base = None
-            for lab in labelings:
-                if k == 0 and base is not None:  # no demonstrations: both labelings are the same prompt
-                    runs[lab].append(base)
-                    continue
-                r = _eval(lm, cfg, test, pool, lab, k, cfg.seed + 1000 * (d + 1))
-                base = r if k == 0 else None
-                runs[lab].append(r)
+        runs = {lab: [_eval(lm, cfg, test, pool, lab, k, _draw_seed(cfg, d), memo) for d in range(cfg.draws)]
+                for lab in labelings}
         for lab, rs in runs.items():
             row = {}
             for key, src in (("accuracy", "generated"), ("valid_rate", "generated"), ("scored_accuracy", "scored")):
@@ -155,22 +165,22 @@ def run_dataset(cfg: PromptingConfig, dataset: str, lm, checkpoint=None) -> dict
                  zip([r["right"] for r in runs["few_shot"]], [r["right"] for r in runs["incorrect_few_shot"]])]
         m, h = _mean_ci(diffs)
         sweep["difference"][str(k)] = {"mean": m, "ci": h}
-    for s in strategies.values():
-        s.pop("right")
+    strategies = {s: {key: v for key, v in r.items() if key != "right"} for s, r in strategies.items()}
     return {"n_questions": len(test), "n_options": len(test[0].options), "strategies": strategies, "sweep": sweep,
-            "timings": {"seconds": time.perf_counter() - t0}}
+            "evaluations": len(memo),
+            "timings": {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}}
 
 
 def run(cfg: PromptingConfig, out_dir: Path, resume: bool = False) -> dict:
     stages = Stages(out_dir, resume)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lm = load_model(cfg)
-    load_s = time.perf_counter() - t0
     results: dict = {"model": cfg.model, "datasets": {}}
-    timings = {"load_model_s": load_s}
+    timings = {"load_model_s": time.perf_counter() - t0, "load_model_cpu_s": time.process_time() - c0}
     for d in cfg.datasets:
         r = stages.run(d, lambda ckpt, d=d: run_dataset(cfg, d, lm, ckpt))
-        timings[d + "_s"] = r.pop("timings")["seconds"]
+        t = r.pop("timings")
+        timings[d + "_s"], timings[d + "_cpu_s"] = t["seconds"], t.get("cpu_seconds")
         results["datasets"][d] = r
     results["timings"] = timings
     return results

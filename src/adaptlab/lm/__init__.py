@@ -12,7 +12,7 @@ transformers is imported only when a model is loaded, so ``import adaptlab.lm`` 
 from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
-    "decode": ["generate", "generate_ids", "next_token", "top_p_filter"],
+    "decode": ["generate", "generate_ids", "generate_scored", "next_token", "top_p_filter"],
     "load": ["GEMMA3", "SMOLLM2", "CausalLM", "cache_dir", "char_tokenizer", "gemma3_folder", "gemma3_gguf",
              "load_causal_lm", "smollm2_folder", "tiny_random_lm", "wrap"],
     "prompts": ["INSTRUCTION", "STRATEGIES", "build_prompts", "chat_wrap", "evaluate_mc", "failure_taxonomy",

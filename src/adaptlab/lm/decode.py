@@ -61,7 +61,6 @@ def next_token(logits: Tensor, *, do_sample: bool, temperature: float = 1.0, top
     return torch.multinomial(probs.float().cpu(), 1, generator=generator)[:, 0].to(logits.device)
 
 
-@torch.no_grad()
 def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 16, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  stop_at_eos: bool = True, prefix_ids: Sequence[int] = ()) -> list[list[int]]:
@@ -69,6 +68,17 @@ def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 
 
     The shared ``prefix_ids`` run once; their key/value cache is repeated over the batch.
     """
+    return _decode(lm, prompts, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                   top_p=top_p, generator=generator, stop_at_eos=stop_at_eos, prefix_ids=prefix_ids)[0]
+
+
+@torch.no_grad()
+def _decode(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, do_sample: bool = False,
+            temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
+            stop_at_eos: bool = True, prefix_ids: Sequence[int] = (), score_ids: Sequence[int] = ()
+            ) -> tuple[list[list[int]], Tensor | None]:
+    """:func:`generate_ids`, plus the log-probabilities of the tokens ``score_ids`` at the first step
+    ((B, len(score_ids)), read from the same logits the first token is chosen from; None when empty)."""
     if max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens={max_new_tokens!r} is invalid; expected a positive integer")
     if do_sample and not temperature > 0:
@@ -84,7 +94,7 @@ def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 
             raise ConfigError(f"prompt {i} has {len(head) + len(r)} tokens; with max_new_tokens={max_new_tokens} "
                               f"that is longer than the model's context of {lm.max_length}")
     if not rows:
-        return []
+        return [], None
     dev, pad, eos = lm.device, lm.pad_id(), lm.tokenizer.eos_token_id
     B, L = len(rows), max(len(r) for r in rows)
     ids = torch.full((B, L), pad, dtype=torch.long)
@@ -101,10 +111,14 @@ def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 
     mask = torch.cat([mask.new_ones(B, p_len), mask], 1)  # (B, P + L): left pads sit between prefix and prompt
     new = torch.empty(B, 0, dtype=torch.long, device=dev)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
-    for _ in range(max_new_tokens):
+    scores = None
+    for step in range(max_new_tokens):
         h, cache = base_forward(lm, cache, input_ids=ids, attention_mask=mask, position_ids=pos)
-        tok = next_token(_head(lm, h[:, -1]).float(), do_sample=do_sample,
-                         temperature=temperature, top_p=top_p, generator=generator)  # (B,)
+        logits = _head(lm, h[:, -1]).float()  # (B, V)
+        if step == 0 and len(score_ids):
+            scores = torch.log_softmax(logits, -1)[:, torch.tensor(list(score_ids), device=dev)].cpu()  # (B, S)
+        tok = next_token(logits, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                         generator=generator)  # (B,)
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         new = torch.cat([new, tok[:, None]], 1)
         if stop_at_eos and eos is not None:
@@ -119,7 +133,7 @@ def generate_ids(lm, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 
         if stop_at_eos and eos is not None and eos in r:
             r = r[:r.index(eos)]
         result.append(r)
-    return result
+    return result, scores
 
 
 def generate(lm, prompts: Sequence[str], *, max_new_tokens: int = 16, do_sample: bool = False,
@@ -149,3 +163,46 @@ def generate(lm, prompts: Sequence[str], *, max_new_tokens: int = 16, do_sample:
                               temperature=temperature, top_p=top_p, generator=generator, prefix_ids=pre):
             out.append(lm.tokenizer.decode(r, skip_special_tokens=True))
     return out
+
+
+def generate_scored(lm, prompts: Sequence[str], options: Sequence[str], *, prefix: str = "",
+                    max_new_tokens: int = 2, batch_size: int = 16) -> tuple[list[str], Tensor]:
+    """Greedy answers and the log-probability of each single-token option as the next token, in one pass.
+
+    The first greedy token is the argmax of the same logits the options are scored from, so the prompt runs
+    through the model once for both (the scored read and the generated read of a lettered strategy);
+    equal to :func:`generate` plus :func:`~adaptlab.lm.scoring.score_options` (tested).
+
+    Args:
+        options: O option strings (``" A"``, ``" B"``, ...), each exactly one token, shared by every prompt.
+
+    Returns:
+        ``(texts, logprob)``: the decoded new text per prompt and a (Q, O) float64 tensor.
+
+    Raises:
+        ConfigError: an option that is not exactly one token (score it with ``score_options``), or what
+            :func:`generate` refuses.
+
+    >>> from adaptlab.lm.load import tiny_random_lm
+    >>> texts, lp = generate_scored(tiny_random_lm(), ["Q: 1+1=", "Q: 2+2="], ["2", "4"], max_new_tokens=2)
+    >>> len(texts), tuple(lp.shape)
+    (2, (2, 2))
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} is invalid; expected a positive integer")
+    ids = [lm.encode(o) for o in options]
+    bad = [o for o, i in zip(options, ids) if len(i) != 1]
+    if bad or not ids:
+        raise ConfigError(f"options {bad or list(options)!r} are not one token each; expected a non-empty list of "
+                          "single-token options (score longer ones with score_options)")
+    enc = [lm.encode(p) for p in prompts]
+    pre = lm.encode(prefix) if prefix else []
+    texts: list[str] = []
+    parts = []
+    for s in range(0, len(enc), batch_size):
+        new, lp = _decode(lm, enc[s:s + batch_size], max_new_tokens=max_new_tokens, prefix_ids=pre,
+                          score_ids=[i[0] for i in ids])
+        texts += [lm.tokenizer.decode(r, skip_special_tokens=True) for r in new]
+        parts.append(lp)
+    logprob = torch.cat(parts).double() if parts else torch.empty(0, len(ids), dtype=torch.float64)
+    return texts, logprob

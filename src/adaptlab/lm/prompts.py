@@ -201,7 +201,7 @@ def evaluate_mc(lm, questions: Sequence[MCQuestion], strategy: str, *, demos: Se
         ``{"metrics": scored metrics, "generated": generated-answer metrics or None, "taxonomy": ...,
         "pred": [...], "probs": (Q, O) list, "texts": generated strings or None}``.
     """
-    from adaptlab.lm.decode import generate
+    from adaptlab.lm.decode import generate, generate_scored
     from adaptlab.lm.scoring import score_options
 
     if not questions:
@@ -214,7 +214,13 @@ def evaluate_mc(lm, questions: Sequence[MCQuestion], strategy: str, *, demos: Se
         opts = [[" " + o for o in q.options] for q in questions]
     else:
         opts = [[" " + LETTERS[i] for i in range(O)]] * len(questions)
-    lp = score_options(lm, prompts, opts, prefix=prefix, batch_size=batch_size)["logprob"]  # (Q, O)
+    texts = None
+    if strategy != "cloze" and generate_answers and all(len(lm.encode(o)) == 1 for o in opts[0]):
+        # one pass per prompt for both reads: the letters are scored from the first greedy step's logits
+        texts, lp = generate_scored(lm, prompts, opts[0], prefix=prefix, max_new_tokens=max_new_tokens,
+                                    batch_size=batch_size)  # (Q, O)
+    else:
+        lp = score_options(lm, prompts, opts, prefix=prefix, batch_size=batch_size)["logprob"]  # (Q, O)
     probs = torch.softmax(lp, 1)
     pred = lp.argmax(1).tolist()
     conf = probs.max(1).values.tolist()
@@ -223,7 +229,8 @@ def evaluate_mc(lm, questions: Sequence[MCQuestion], strategy: str, *, demos: Se
            "prob_correct": [float(probs[i, a]) for i, a in enumerate(answer)], "generated": None, "texts": None}
     gen_pred = pred
     if strategy != "cloze" and generate_answers:
-        texts = generate(lm, prompts, prefix=prefix, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        if texts is None:
+            texts = generate(lm, prompts, prefix=prefix, max_new_tokens=max_new_tokens, batch_size=batch_size)
         gen_pred = [parse_letter(t, O) for t in texts]
         gconf = [float(probs[i, p]) if p >= 0 else 0.0 for i, p in enumerate(gen_pred)]
         out["generated"] = mc_metrics(gen_pred, answer, O, gconf)
