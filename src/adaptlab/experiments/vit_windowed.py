@@ -183,8 +183,10 @@ def jobs(cfg: VitWindowedConfig) -> list[tuple[str, int, int]]:
 def _mean_ci(values: list[float]) -> dict:
     from adaptlab.eval.stats import mean_ci95
 
+    if len(values) == 1:  # no spread to estimate: a CI of 0 rather than NaN (results hold no NaN)
+        return {"mean": float(values[0]), "ci95": 0.0, "n": 1}
     mean, half = mean_ci95(torch.tensor(values))
-    return {"mean": mean, "ci95": half if len(values) > 1 else 0.0, "n": len(values)}
+    return {"mean": mean, "ci95": half, "n": len(values)}
 
 
 def run(cfg: VitWindowedConfig, out_dir: Path, resume: bool = False) -> dict:
