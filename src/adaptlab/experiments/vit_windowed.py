@@ -244,7 +244,7 @@ def summary(results: dict, cfg: VitWindowedConfig) -> str:
     t = cfg.train
     lines = [f"One real MNIST digit at a random place on a growing canvas; ViT with patch {cfg.patch}, "
              f"{cfg.depth} blocks, d = {cfg.dim}, {cfg.heads} heads"
-             + (f", a {cfg.stem}-channel conv stem" if cfg.stem else "")
+             + (f", a 3x3 conv stem of {cfg.stem} channels" if cfg.stem else "")
              + f". Adam, peak lr {t.lr:g}, {t.warmup} warmup steps then cosine decay, batch {t.batch_size} of "
              f"fresh placements of the first {cfg.n_train} MNIST-train digits; {t.steps} steps at {c0} px "
              f"({cfg.seeds} seeds), {t.steps_large} at larger canvases ({cfg.seeds_large} seed(s)); accuracy on "
