@@ -10,7 +10,7 @@ import torch
 
 from adaptlab.engine import cosine
 from adaptlab.errors import ConfigError
-from adaptlab.experiments.vit_windowed import TrainConfig, VitWindowedConfig, jobs, summary, held_out_images, train_one
+from adaptlab.experiments.vit_windowed import TrainConfig, VitWindowedConfig, held_out_images, jobs, summary, train_one
 from adaptlab.models.captioner import Captioner
 from adaptlab.models.vit import ViT
 
