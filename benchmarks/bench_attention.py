@@ -9,13 +9,16 @@ from 56 to 896 px for K = 7 (the grid H/8 must be a multiple of 7: 7..112). Thre
 * ``vit``: the 2-layer d = 64 ViT (one plain, one shifted block), forward and forward + backward.
 
 FLOPs are counted with :func:`adaptlab.eval.flops.count_flops` on meta tensors (every size, no compute);
-time is the median of ``--repeats`` CPU runs, the variants interleaved, global skipped above ``--max-global``
-px (its cost there is known from the counted FLOPs and the fitted slope). Slopes are least-squares fits of
-log(cost) against log(tokens) over the largest three measured sizes (tokens ~ H^2, so slope s in tokens is
-2s in H).
+time is the median of at least ``--repeats`` runs (more for fast calls, until they add up to 0.2 s), measured
+as this process's CPU time on CPU (one thread: what an idle core takes, whatever the machine's load) and as
+synchronised wall time on CUDA. Global attention is timed up to ``--max-global`` px for the core and the block
+(1024: CPU SDPA never materialises the N x N scores there) and up to ``--max-global-vit`` px for the 2-layer ViT
+(its forward + backward at 1024 px costs minutes of CPU); above, its cost is known from the counted FLOPs.
+Slopes are least-squares fits of log(cost) against log(tokens) over the largest three measured sizes
+(tokens ~ H^2, so slope s in tokens is 2s in H).
 
     python benchmarks/bench_attention.py               # writes benchmarks/results/attention.{json,md,png}
-    python benchmarks/bench_attention.py --max-global 1024 --repeats 5 --out /tmp/gpu --device cuda
+    python benchmarks/bench_attention.py --max-global-vit 1024 --repeats 5 --out /tmp/gpu --device cuda
 """
 
 from __future__ import annotations
@@ -42,15 +45,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn, repeats: int, device: str) -> float:
+def median_time(fn, repeats: int, device: str, min_seconds: float = 0.2) -> float:
+    """Median seconds of one call of ``fn``: CPU time of this process on CPU (one thread: what an idle core
+    would take, whatever the machine's load), synchronised wall time on CUDA. At least ``repeats`` calls, more
+    for fast calls until they add up to ``min_seconds``."""
+    clock = time.perf_counter if device.startswith("cuda") else time.process_time
     fn()  # warm-up
     _sync(device)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    ts: list[float] = []
+    while len(ts) < repeats or (sum(ts) < min_seconds and len(ts) < 1000):
+        t0 = clock()
         fn()
         _sync(device)
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return statistics.median(ts)
 
 
@@ -120,6 +127,7 @@ def run(args) -> dict:
     res: dict = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "device": args.device,
                              "threads": torch.get_num_threads(), "load_avg": os.getloadavg()},
                  "patch": P, "dim": D, "heads": HEADS, "repeats": args.repeats, "max_global": args.max_global,
+                 "max_global_vit": args.max_global_vit, "clock": "wall" if args.device.startswith("cuda") else "cpu",
                  "runs": {}}
     for k, sizes in SIZES.items():
         for level in LEVELS:
@@ -131,7 +139,8 @@ def run(args) -> dict:
                 for h in sizes:
                     kk = None if variant == "global" else k
                     row = {"H": h, "tokens": (h // P) ** 2, "flops": counted_flops(level, h, kk)}
-                    if variant != "global" or h <= args.max_global:
+                    limit = args.max_global if level in ("core", "block") else args.max_global_vit
+                    if variant != "global" or h <= limit:
                         row["seconds"] = median_time(build(level, h, kk, args.device), args.repeats, args.device)
                     rows.append(row)
                     print(key, row, flush=True)
@@ -159,7 +168,8 @@ def markdown(res: dict, cmd: str) -> str:
              f"`{cmd}` on {res['machine']['device']} ({res['machine']['platform']}, torch {res['machine']['torch']}, "
              f"{res['machine']['threads']} thread(s), load average {res['machine']['load_avg'][0]:.2f}). "
              f"Patch {res['patch']}, d = {res['dim']}, {res['heads']} heads, batch 1; median of "
-             f"{res['repeats']} runs; global timed up to {res['max_global']} px.", "",
+             f"{res['repeats']}+ runs of {res['clock']} time; global timed up to {res['max_global']} px "
+             f"(core, block) and {res['max_global_vit']} px (ViT).", "",
              "Slopes: log-log least squares over the largest three sizes, in tokens N = (H/P)^2 "
              "(double them for H). Theory: global attention 2 (the (H/P)^4 law), windowed 1 ((H/P)^2 K^2).", "",
              "| run | FLOPs slope (tokens) | time slope (tokens) | time ratio per 4x tokens |", "|---|---|---|---|"]
@@ -196,7 +206,7 @@ def figure(res: dict, path: Path) -> None:
             f = res["fits"][key]
             lab = key.split("/")[1] + (f" (slope {f['time_slope_tokens']:.2f})" if f["time_slope_tokens"] else "")
             ax.plot([r["tokens"] for r in timed], [r["seconds"] for r in timed], "o-", label=lab)
-        ax.set(xscale="log", yscale="log", xlabel="tokens N = (H/8)^2", ylabel="seconds (median)",
+        ax.set(xscale="log", yscale="log", xlabel="tokens N = (H/8)^2", ylabel=f"{res['clock']} seconds (median)",
                title=f"{level}: measured time")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
@@ -204,16 +214,17 @@ def figure(res: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for key, rows in res["runs"].items():
-        if key.startswith("core/"):
-            f = res["fits"][key]
-            ax.plot([r["tokens"] for r in rows], [r["flops"] for r in rows], "o-",
-                    label=f"{key.split('/')[1]} (slope {f['flops_slope_tokens']:.2f})")
-    ax.set(xscale="log", yscale="log", xlabel="tokens N = (H/8)^2", ylabel="counted FLOPs",
-           title="attention core: counted FLOPs")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, level in zip(axes, ("core", "block")):
+        for key, rows in res["runs"].items():
+            if key.startswith(level + "/"):
+                f = res["fits"][key]
+                ax.plot([r["tokens"] for r in rows], [r["flops"] for r in rows], "o-",
+                        label=f"{key.split('/')[1]} (slope {f['flops_slope_tokens']:.2f})")
+        ax.set(xscale="log", yscale="log", xlabel="tokens N = (H/8)^2", ylabel="counted FLOPs",
+               title=f"{'attention core' if level == 'core' else 'whole block'}: counted FLOPs")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path.with_name(path.stem + "_flops.png"), dpi=110)
     plt.close(fig)
@@ -222,7 +233,10 @@ def figure(res: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--max-global", type=int, default=512, help="largest image side (px) timed with global attention")
+    ap.add_argument("--max-global", type=int, default=1024,
+                    help="largest image side (px) timed with global attention, core and block")
+    ap.add_argument("--max-global-vit", type=int, default=512,
+                    help="largest image side (px) timed with global attention, the 2-layer ViT")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--name", default="attention")
@@ -230,7 +244,8 @@ def main() -> None:
     res = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/bench_attention.py" + (f" --device {args.device}" if args.device != "cpu" else "") + \
-        (f" --max-global {args.max_global}" if args.max_global != 512 else "")
+        (f" --max-global {args.max_global}" if args.max_global != 1024 else "") + \
+        (f" --max-global-vit {args.max_global_vit}" if args.max_global_vit != 512 else "")
     (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
     (args.out / f"{args.name}.md").write_text(markdown(res, cmd))
     figure(res, args.out / f"{args.name}.png")

@@ -58,13 +58,26 @@ def constant(lr: float) -> Schedule:
     return lambda step: lr
 
 
-def cosine(lr: float, steps: int) -> Schedule:
+def cosine(lr: float, steps: int, warmup: int = 0) -> Schedule:
     """``lr (1 + cos(pi step / steps)) / 2``: from ``lr`` at step 0 down to 0 at ``steps``.
+
+    With ``warmup = W > 0`` the first W steps rise linearly, ``lr (step + 1) / W``, and the cosine then runs
+    over the remaining ``steps - W`` steps: ``lr (1 + cos(pi (step - W) / (steps - W))) / 2``.
 
     >>> [round(cosine(1.0, 4)(s), 3) for s in range(5)]
     [1.0, 0.854, 0.5, 0.146, 0.0]
+    >>> [round(cosine(1.0, 6, warmup=2)(s), 3) for s in range(7)]
+    [0.5, 1.0, 1.0, 0.854, 0.5, 0.146, 0.0]
     """
-    return lambda step: lr * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
+    if not 0 <= warmup <= steps:
+        raise ValueError(f"cosine warmup={warmup}; expected 0..steps={steps}")
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return schedule
 
 
 def step_halving(lr: float, every: int) -> Schedule:

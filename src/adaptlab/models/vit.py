@@ -21,6 +21,7 @@ Example::
 
 References:
     A. Dosovitskiy et al. An image is worth 16x16 words: transformers for image recognition at scale. ICLR 2021.
+    T. Xiao et al. Early convolutions help transformers see better. NeurIPS 2021.
     Z. Liu et al. Swin transformer: hierarchical vision transformer using shifted windows. ICCV 2021.
 """
 
@@ -159,20 +160,27 @@ class ViT(nn.Module):
         window: K for K x K windows (a divisor of G; odd blocks shifted by K // 2 when K < G), None = global.
         positions: ``"learned"`` (trained, initialised N(0, 0.02^2)) or ``"sinusoidal"`` (fixed).
         causal: raster-order causal attention (global only): token i sees tokens 0..i.
+        stem: channels of an optional convolutional stem, a 3x3 convolution + GELU at full resolution before
+            the patch embedding (0, the default: none). It gives every token local stroke features, which
+            makes a small ViT trained from scratch converge in far fewer steps (Xiao et al. 2021); its cost
+            grows like H^2, like the patch embedding's.
         n_classes: size of the head on the mean-pooled tokens; None: ``forward`` returns the tokens.
     """
 
     def __init__(self, image_size: int = 28, patch: int = 7, in_channels: int = 1, dim: int = 32, depth: int = 2,
                  heads: int = 4, mlp_ratio: float = 2.0, window: int | None = 2, positions: str = "learned",
-                 causal: bool = False, n_classes: int | None = 10):
+                 causal: bool = False, n_classes: int | None = 10, stem: int = 0):
         super().__init__()
         self.grid = grid = check_grid(image_size, patch, window)
         if positions not in ("learned", "sinusoidal"):
             raise ConfigError(f"positions={positions!r} is invalid; expected 'learned' or 'sinusoidal'")
         if causal and window is not None:
             raise ConfigError(f"causal=True is invalid with window={window}; expected window=None (global)")
+        if stem < 0:
+            raise ConfigError(f"stem={stem} is invalid; expected 0 (no stem) or a positive number of channels")
         self.image_size, self.patch, self.in_channels = image_size, patch, in_channels
-        self.embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, padding=1), nn.GELU()) if stem else None
+        self.embed = nn.Conv2d(stem or in_channels, dim, patch, stride=patch)
         if positions == "learned":
             self.pos = nn.Parameter(0.02 * torch.randn(grid * grid, dim))
         else:
@@ -189,6 +197,8 @@ class ViT(nn.Module):
         if tuple(x.shape[1:]) != (self.in_channels, self.image_size, self.image_size):
             raise ConfigError(f"image shape {tuple(x.shape[1:])} is invalid; expected "
                               f"({self.in_channels}, {self.image_size}, {self.image_size})")
+        if self.stem is not None:
+            x = self.stem(x)  # (B, stem, H, W)
         t = self.embed(x).permute(0, 2, 3, 1)  # (B, G, G, D)
         t = t + self.pos.view(self.grid, self.grid, -1)
         for blk in self.blocks:

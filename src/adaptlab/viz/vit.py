@@ -73,12 +73,14 @@ def caption_attention_figure(example: dict, grid: int, title: str = "") -> Figur
 
 
 def vit_accuracy_figure(results: dict) -> Figure:
-    """Test accuracy against canvas size for each attention variant."""
+    """Test accuracy against canvas size for each attention variant (error bars: ``accuracy_ci95``, if any)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ci = results.get("accuracy_ci95", {})
     for name, per in results["accuracy"].items():
         sizes = sorted(int(s) for s in per)
-        ax.plot(sizes, [per[str(s)] for s in sizes], "o-", label=name)
+        err = [ci.get(name, {}).get(str(s), 0.0) for s in sizes]
+        ax.errorbar(sizes, [per[str(s)] for s in sizes], yerr=err, fmt="o-", capsize=3, label=name)
     ax.set(xlabel="canvas side (px)", ylabel="test accuracy (%)", xscale="log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -90,7 +92,9 @@ def vit_cost_figure(results: dict) -> Figure:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     cost = results["cost"]
-    times = results.get("timings", {}).get("forward_seconds", {})
+    timings = results.get("timings", {})
+    cpu = "forward_cpu_seconds" in timings
+    times = timings.get("forward_cpu_seconds", timings.get("forward_seconds", {}))
     for name, per in cost.items():
         sizes = sorted(int(s) for s in per)
         axes[0].plot(sizes, [per[str(s)] for s in sizes], "o-", label=name)
@@ -98,7 +102,8 @@ def vit_cost_figure(results: dict) -> Figure:
             ts = sorted(int(s) for s in times[name])
             axes[1].plot(ts, [times[name][str(s)] for s in ts], "o-", label=name)
     axes[0].set(xlabel="canvas side (px)", ylabel="forward FLOPs per image", xscale="log", yscale="log")
-    axes[1].set(xlabel="canvas side (px)", ylabel="forward seconds per batch", xscale="log", yscale="log")
+    axes[1].set(xlabel="canvas side (px)", ylabel=f"forward {'CPU ' if cpu else ''}seconds per batch",
+                xscale="log", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
