@@ -3,7 +3,9 @@
 One step = forward, backward to the prompt, Adam update; batch 8 of "The plural of {noun} is" + target rows
 padded to ``--tokens`` tokens (~30), at P = 20 and P = 100. The three variants are interleaved (one step of each
 in turn, ``--repeats`` rounds after a warm-up) in one process, so load changes hit all alike; the median step
-time and the ratios are reported with the load average. All three start from the same prompt and batches; the
+time and the ratios are reported with the load average, in wall time and in this process's CPU time
+(``time.process_time``: with one thread, what an idle core would take; on a shared machine the wall time also
+counts the waits for a core). All three start from the same prompt and batches; the
 largest loss difference over the measured steps shows they train the same thing.
 
     python benchmarks/bench_softprompt.py                 # writes benchmarks/results/softprompt.{json,md}
@@ -58,6 +60,7 @@ def main() -> None:
         q = (filler + q)[-(pad_to - 1):]
         ex.append([("question", q), ("answer", lm.encode(" x")[:1])])
     batch = make_batch(lm, ex, ["answer"])
+    load0 = os.getloadavg()
     res = {"rows": [], "batch": args.batch, "tokens": int(batch["input_ids"].shape[1]), "threads": args.threads,
            "device": args.device}
     for P in args.prompt_lens:
@@ -83,39 +86,47 @@ def main() -> None:
             return float(loss.detach())
 
         times = {k: [] for k in opts}
+        cpu = {k: [] for k in opts}
         losses = {k: [] for k in opts}
         for k in opts:  # warm-up step, not timed (it trains too, alike for all three)
             losses[k].append(step(k))
         for _ in range(args.repeats):
             for k in opts:
                 _sync(args.device)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 losses[k].append(step(k))
                 _sync(args.device)
                 times[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
         lm.model = pm.get_base_model()
         med = {k: statistics.median(v) for k, v in times.items()}
+        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
         diff = max(abs(a - b) for k in ("cached", "peft") for a, b in zip(losses["uncached"], losses[k]))
-        res["rows"].append({"P": P, "median_s": med, "times_s": times, "losses": losses,
-                            "speedup_cached_vs_uncached": med["uncached"] / med["cached"],
-                            "speedup_cached_vs_peft": med["peft"] / med["cached"], "max_loss_diff": diff})
-        print(P, med, diff, flush=True)
-    res.update(loadavg=os.getloadavg(), cpu_count=os.cpu_count(), platform=platform.platform(),
+        res["rows"].append({"P": P, "median_s": med, "times_s": times, "median_cpu_s": mcpu, "cpu_s": cpu,
+                            "losses": losses, "speedup_cached_vs_uncached": med["uncached"] / med["cached"],
+                            "speedup_cached_vs_peft": med["peft"] / med["cached"],
+                            "cpu_speedup_cached_vs_uncached": mcpu["uncached"] / mcpu["cached"],
+                            "cpu_speedup_cached_vs_peft": mcpu["peft"] / mcpu["cached"], "max_loss_diff": diff})
+        print(P, med, mcpu, diff, flush=True)
+    res.update(loadavg_before=load0, loadavg=os.getloadavg(), cpu_count=os.cpu_count(), platform=platform.platform(),
                torch=torch.__version__)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "softprompt.json").write_text(json.dumps(res, indent=1) + "\n")
     lines = [f"# Prompt-tuning step time, SmolLM2-135M, batch {args.batch}, {res['tokens']} tokens, "
              f"{args.threads} thread(s), {args.device}", "",
-             "| P | uncached s/step | cached s/step | PEFT s/step | cached vs uncached | cached vs PEFT | "
-             "max loss diff |", "|---|---|---|---|---|---|---|"]
+             "| P | time | uncached s/step | cached s/step | PEFT s/step | cached vs uncached | cached vs PEFT | "
+             "max loss diff |", "|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        m = r["median_s"]
-        lines.append(f"| {r['P']} | {m['uncached']:.3f} | {m['cached']:.3f} | {m['peft']:.3f} | "
-                     f"{r['speedup_cached_vs_uncached']:.2f}x | {r['speedup_cached_vs_peft']:.2f}x | "
-                     f"{r['max_loss_diff']:.1e} |")
-    lines += ["", f"Medians of {args.repeats} interleaved steps after one warm-up; load average "
-              f"{', '.join(f'{x:.1f}' for x in res['loadavg'])} on {res['cpu_count']} cores. Command: "
+        for kind, m, a, b in (("wall", r["median_s"], "speedup_cached_vs_uncached", "speedup_cached_vs_peft"),
+                              ("CPU", r["median_cpu_s"], "cpu_speedup_cached_vs_uncached",
+                               "cpu_speedup_cached_vs_peft")):
+            lines.append(f"| {r['P']} | {kind} | {m['uncached']:.3f} | {m['cached']:.3f} | {m['peft']:.3f} | "
+                         f"{r[a]:.2f}x | {r[b]:.2f}x | {r['max_loss_diff']:.1e} |")
+    lines += ["", f"Medians of {args.repeats} interleaved steps after one warm-up (wall: perf_counter; CPU: this "
+              f"process's process_time, one thread); load average "
+              f"{', '.join(f'{x:.1f}' for x in res['loadavg_before'])} before and "
+              f"{', '.join(f'{x:.1f}' for x in res['loadavg'])} after, on {res['cpu_count']} cores. Command: "
               f"`{' '.join(['python benchmarks/bench_softprompt.py', *sys.argv[1:]])}`.", ""]
     (out / "softprompt.md").write_text("\n".join(lines))
     print("\n".join(lines))

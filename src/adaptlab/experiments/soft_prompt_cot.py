@@ -172,6 +172,7 @@ def run(cfg: CoTConfig, out_dir: Path, resume: bool = False) -> dict:
         r = dict(stages.run(mask, lambda ckpt, mask=mask: train(cfg, lm, data, mask, ckpt)))
         timings[f"{mask}_seconds"] = r.pop("timings")["seconds"]
         res["masks"][mask] = r
+    timings["cpu_seconds"] = time.process_time()  # this process's CPU (one thread: an idle core)
     res["timings"] = timings
     return res
 

@@ -246,6 +246,7 @@ def run(cfg: PluralizeConfig, out_dir: Path, resume: bool = False) -> dict:
     if "peft" in results:
         a, b = results["soft"]["loss"], results["peft"]["loss"]
         results["peft_loss_max_abs_diff"] = max(abs(x - y) for x, y in zip(a, b))
+    timings["cpu_seconds"] = time.process_time()  # this process's CPU (one thread: an idle core)
     results["timings"] = timings
     return results
 

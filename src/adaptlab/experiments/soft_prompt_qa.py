@@ -250,6 +250,7 @@ def run(cfg: QAConfig, out_dir: Path, resume: bool = False) -> dict:
         sp.pop("timings")
         res["finetune"][str(n)] = {"full": full, "soft": sp}
         timings[f"finetune_{n}_seconds"] = time.perf_counter() - t1
+    timings["cpu_seconds"] = time.process_time()  # this process's CPU (one thread: an idle core)
     res["timings"] = timings
     return res
 
