@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from adaptlab.engine import constant, cosine, derive_seed, fit, make_optimizer, step_halving
+from adaptlab.engine import constant, cosine, derive_seed, fit, make_optimizer, step_halving, warmup_cosine
 from adaptlab.errors import RunDirError
 from adaptlab.io import Checkpoint
 from adaptlab.runner import Stages
@@ -153,6 +153,13 @@ def test_schedules_are_the_closed_forms():
     assert step_halving(0.7, 0)(10 ** 6) == 0.7
     with pytest.raises(ValueError, match="every=-1"):
         step_halving(1.0, -1)
+    w = warmup_cosine(2.0, 10, 4)                      # 4 linear steps up to the peak, cosine over the other 6
+    assert [w(s) for s in range(4)] == [0.5, 1.0, 1.5, 2.0]
+    for s in range(4, 11):
+        assert_close(w(s), cosine(2.0, 6)(s - 4))
+    assert all(warmup_cosine(2.0, 10, 0)(s) == c(s) for s in range(11))
+    with pytest.raises(ValueError, match=r"warmup=10; expected an integer in 0\.\.steps-1"):
+        warmup_cosine(1.0, 10, 10)
 
 
 def test_the_schedule_sets_the_lr_of_each_step_like_a_hand_written_sgd_loop():

@@ -47,7 +47,7 @@ import torch
 
 from adaptlab.errors import DivergedError, RunDirError
 
-__all__ = ["constant", "cosine", "derive_seed", "fit", "make_optimizer", "step_halving"]
+__all__ = ["constant", "cosine", "derive_seed", "fit", "make_optimizer", "step_halving", "warmup_cosine"]
 
 Schedule = Callable[[int], float]  # step (0-based) -> learning rate
 STATE_KEYS = ("generators", "history", "modules", "optimizer", "params", "step")
@@ -65,6 +65,19 @@ def cosine(lr: float, steps: int) -> Schedule:
     [1.0, 0.854, 0.5, 0.146, 0.0]
     """
     return lambda step: lr * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
+
+
+def warmup_cosine(lr: float, steps: int, warmup: int) -> Schedule:
+    """Linear warm-up over ``warmup`` steps, ``lr (step + 1) / warmup``, then :func:`cosine` over the rest, from
+    ``lr`` down to 0 at ``steps`` (``warmup = 0`` is :func:`cosine`; Goyal et al. 2017, Loshchilov & Hutter 2017).
+
+    >>> [round(warmup_cosine(1.0, 6, 2)(s), 3) for s in range(7)]
+    [0.5, 1.0, 1.0, 0.854, 0.5, 0.146, 0.0]
+    """
+    if not 0 <= warmup < max(1, steps):
+        raise ValueError(f"warmup_cosine warmup={warmup}; expected an integer in 0..steps-1 (steps={steps})")
+    decay = cosine(lr, steps - warmup)
+    return lambda step: lr * (step + 1) / warmup if step < warmup else decay(step - warmup)
 
 
 def step_halving(lr: float, every: int) -> Schedule:
