@@ -199,7 +199,7 @@ def test_feature_taps_agree_with_the_encoder_and_with_each_other():
 def test_warmup_must_end_before_the_last_step():
     from adaptlab.experiments import registry
 
-    with pytest.raises(ConfigError, match=r"train\.warmup=600 is invalid; expected an integer in 0\.\.599"):
+    with pytest.raises(ConfigError, match=r"train\.warmup=600 is invalid; expected an integer in 0\.\.train\.steps-1"):
         registry()["simclr-omniglot"].config(["train.warmup=600"])
     with pytest.raises(ConfigError, match=r"eval\.features='block2'"):
         registry()["simclr-omniglot"].config(["eval.features=block2"])

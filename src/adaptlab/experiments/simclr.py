@@ -67,7 +67,7 @@ class TrainConfig:
         check(1 <= self.steps <= 10_000_000, "train.steps", self.steps, "an integer in 1..10000000")
         check(2 <= self.batch <= 100_000, "train.batch", self.batch, "an integer in 2..100000")
         check(0 < self.lr <= 10, "train.lr", self.lr, "a positive number <= 10")
-        check(0 <= self.warmup < self.steps, "train.warmup", self.warmup, f"an integer in 0..{self.steps - 1}")
+        check(0 <= self.warmup < self.steps, "train.warmup", self.warmup, "an integer in 0..train.steps-1")
         check(0.01 <= self.temperature <= 100, "train.temperature", self.temperature, "a number in 0.01..100")
         for key in ("proj_hidden", "proj_dim"):
             check(1 <= getattr(self, key) <= 100_000, f"train.{key}", getattr(self, key), "an integer in 1..100000")
