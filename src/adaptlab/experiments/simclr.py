@@ -54,7 +54,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 600               # SimCLR steps (the whole run: ~11 min of one-thread CPU time, docs/simclr.md)
+    steps: int = 600               # SimCLR steps (the whole run: 7.8 min of one-thread CPU time, docs/simclr.md)
     batch: int = 128               # images per step; two views each, so 2 x batch go through the encoder
     lr: float = 2e-3               # Adam peak rate: linear warm-up, then cosine-decayed to 0 at the last step
     warmup: int = 30               # linear warm-up steps (0: cosine from the first step)
