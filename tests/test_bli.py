@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import warnings
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,28 @@ def test_a_missing_debian_package_stops_the_run_before_its_folder_with_one_line(
     code, _, err = cli("run", "bli-en-es", "--quick", "--set", "sources=manpages", "--out", str(tmp_path / "x"))
     assert code == 2 and "apt-get install manpages-xx-missing" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_one_dictd_folder_with_the_old_freedict_folder_still_read(monkeypatch, tmp_path):
+    """Both readers look in $ADAPTLAB_DATA/dictd; the BLI reader's old $ADAPTLAB_DATA/freedict still works, with a
+    warning that says where to move the files."""
+    from adaptlab.data import wordtasks
+
+    monkeypatch.setattr(freedict, "SYSTEM_DIR", tmp_path / "none")
+    monkeypatch.setenv("ADAPTLAB_DATA", str(tmp_path))
+    names = [f"freedict-{d}" for d in freedict.DICTS]
+    for folder in ("dictd", "freedict"):
+        (tmp_path / folder).mkdir()
+    for n in names:
+        for ext in (".index", ".dict.dz"):
+            (tmp_path / "freedict" / (n + ext)).write_bytes(b"")
+    with pytest.warns(DeprecationWarning, match=r"move them to .*dictd"):
+        assert freedict.freedict_dir() == tmp_path / "freedict"
+    with pytest.warns(DeprecationWarning):
+        assert wordtasks.dict_dir(names[0]) == tmp_path / "freedict"
+    for n in names:                                           # the new folder wins, silently
+        for ext in (".index", ".dict.dz"):
+            (tmp_path / "dictd" / (n + ext)).write_bytes(b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert freedict.freedict_dir() == wordtasks.dict_dir(names[1]) == tmp_path / "dictd"

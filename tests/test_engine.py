@@ -153,6 +153,13 @@ def test_schedules_are_the_closed_forms():
     assert step_halving(0.7, 0)(10 ** 6) == 0.7
     with pytest.raises(ValueError, match="every=-1"):
         step_halving(1.0, -1)
+    w = cosine(2.0, 10, warmup=4)                      # 4 linear steps up to the peak, cosine over the other 6
+    assert [w(s) for s in range(4)] == [0.5, 1.0, 1.5, 2.0]
+    for s in range(4, 11):
+        assert_close(w(s), cosine(2.0, 6)(s - 4))
+    assert all(cosine(2.0, 10, warmup=0)(s) == c(s) for s in range(11))
+    with pytest.raises(ValueError, match=r"warmup=11; expected 0\.\.steps=10"):
+        cosine(1.0, 10, warmup=11)
 
 
 def test_the_schedule_sets_the_lr_of_each_step_like_a_hand_written_sgd_loop():

@@ -179,3 +179,27 @@ def test_reduced_simclr_features_beat_pixels_and_a_random_encoder():
     # random encoder 0.366 / 0.361 / 0.434, pixels 0.400; the 200 episodes' 95% CI is about +-0.03. The smallest
     # margins over the 3 seeds are 0.144 (pixels) and 0.110 (random): the bounds sit below both.
     assert acc["simclr"] > acc["pixels"] + 0.08 and acc["simclr"] > acc["random"] + 0.05, acc
+
+
+def test_feature_taps_agree_with_the_encoder_and_with_each_other():
+    """block4 is Conv4's own output; block4 max-pooled from block4_prepool; block3_avg the spatial mean of block3."""
+    from adaptlab.experiments.simclr import TAPS, FeatureTap
+    from adaptlab.models.conv4 import Conv4
+
+    torch.manual_seed(0)
+    net = Conv4(hidden=8, track_running_stats=True).eval()
+    x = torch.rand(5, 1, 28, 28)
+    z = {k: FeatureTap(net, k)(x) for k in TAPS}
+    assert torch.equal(z["block4"], net(x))
+    pre = z["block4_prepool"].view(5, 8, 3, 3)
+    assert torch.equal(torch.nn.functional.max_pool2d(pre, 2).flatten(1), z["block4"])
+    assert torch.allclose(z["block3"].view(5, 8, 3, 3).mean((2, 3)), z["block3_avg"], atol=1e-6)
+
+
+def test_warmup_must_end_before_the_last_step():
+    from adaptlab.experiments import registry
+
+    with pytest.raises(ConfigError, match=r"train\.warmup=600 is invalid; expected an integer in 0\.\.train\.steps-1"):
+        registry()["simclr-omniglot"].config(["train.warmup=600"])
+    with pytest.raises(ConfigError, match=r"eval\.features='block2'"):
+        registry()["simclr-omniglot"].config(["eval.features=block2"])

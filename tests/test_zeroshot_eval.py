@@ -137,3 +137,44 @@ def test_glove_encoder_reads_the_word_rows():
     got = enc(["the", "The the", "zzqxv"])
     assert torch.equal(got[0], torch.from_numpy(np.array(vec[0])))  # "the" is row 0 of GloVe 6B
     assert torch.equal(got[1], got[0]) and torch.equal(got[2], torch.zeros(50))
+
+
+def _noisy_biased(seed=0, n=40, bias=0.6):
+    """Random inputs near one-hot labels, scored with a bias toward the seen labels 0..3 (of 6)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.eye(6)
+    y = torch.arange(6).repeat(n // 6 + 1)[:n]
+    x = t[y] + 0.5 * torch.randn(n, 6, generator=g)
+    bias = torch.tensor([bias] * 4 + [0.0, 0.0])
+
+    def scorer(a, b):
+        return a @ b.T + (b @ bias)[None, :]
+    return x, y, t, scorer
+
+
+def test_choose_gamma_equals_a_brute_force_search_and_calibration_helps():
+    x, y, t, scorer = _noisy_biased()
+    seen, unseen = [0, 1, 2, 3], [4, 5]
+    s, u = torch.isin(y, torch.tensor(seen)), torch.isin(y, torch.tensor(unseen))
+    gamma, h = V.choose_gamma(scorer, t, seen, unseen, x[u], y[u], x[s], y[s], n_grid=2001)
+    brute = max(V.evaluate_split(scorer, t, seen, unseen, x[u], y[u], x[s], y[s], gamma=float(g))["gzsl_h_cal"]
+                for g in torch.linspace(-1, 3, 801))
+    assert brute - 1e-12 <= h < brute + 0.05             # at least the best of a dense grid, found at a breakpoint
+    plain = V.evaluate_split(scorer, t, seen, unseen, x[u], y[u], x[s], y[s], gamma=gamma)
+    assert plain["gzsl_h_cal"] == pytest.approx(h) and h > plain["gzsl_h"] + 0.1   # the planted bias is removed
+    assert plain["gzsl_unseen_cal"] > plain["gzsl_unseen"] and plain["zsl"] == V.evaluate_split(
+        scorer, t, seen, unseen, x[u], y[u], x[s], y[s])["zsl"]                   # ZSL is not calibrated
+
+
+def test_calibration_validation_never_looks_at_the_unseen_classes():
+    x, y, t, scorer = _noisy_biased(n=120)
+    seen = [0, 1, 2, 3, 4]
+    keep = torch.isin(y, torch.tensor(seen))
+
+    def train(xf, yf, tf):
+        assert tf.shape[0] == 3                         # 5 seen classes, 2 of them held out as pseudo-unseen
+        return scorer
+    gamma = V.calibration_validation(train, x[keep], y[keep], t, seen, n_val=2, seed=1)
+    t2 = t.clone()
+    t2[5] = 100.0                                        # the unseen class's label: changing it changes nothing
+    assert V.calibration_validation(train, x[keep], y[keep], t2, seen, n_val=2, seed=1) == gamma

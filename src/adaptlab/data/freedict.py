@@ -6,6 +6,11 @@ base 64 over ``A-Z a-z 0-9 + /``, and a ``.dict.dz`` (gzip-readable) holding the
 An entry is a headword line (``abandon /əbændən/``) followed by senses, numbered (``1. calmarse, sosegarse``)
 or not; the translations of a sense are separated by commas or semicolons.
 
+Every dictd dictionary of the project (these two, and the word tasks' ones in :mod:`adaptlab.data.wordtasks`)
+is looked up by :func:`dictd_dir` in one place: ``root``, then ``$ADAPTLAB_DATA/dictd``, then Debian's
+``/usr/share/dictd``. ``$ADAPTLAB_DATA/freedict`` (the BLI reader's folder before the two lookups were merged)
+is still read, with a warning saying to rename it.
+
 Example::
 
     >>> b64_decode("EGh"), b64_decode("BG")
@@ -19,6 +24,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,17 +56,30 @@ def parse_entry(entry: str) -> list[str]:
     return out
 
 
-def freedict_dir(root: str | os.PathLike | None = None) -> Path:
-    """The folder holding ``freedict-eng-spa.index``: ``root``, ``$ADAPTLAB_DATA/freedict`` or /usr/share/dictd."""
+def dictd_dir(names, root: str | os.PathLike | None = None, install: str = "") -> Path:
+    """The first folder holding ``{name}.index`` and ``{name}.dict.dz`` for every name of ``names``: ``root``,
+    ``$ADAPTLAB_DATA/dictd``, the legacy ``$ADAPTLAB_DATA/freedict`` (read with a warning) or /usr/share/dictd;
+    a DataError listing the folders and ``install`` otherwise."""
+    names = [names] if isinstance(names, str) else list(names)
     cands = [Path(root)] if root else []
-    if os.environ.get("ADAPTLAB_DATA"):
-        cands.append(Path(os.environ["ADAPTLAB_DATA"]) / "freedict")
+    data = os.environ.get("ADAPTLAB_DATA")
+    legacy = Path(data) / "freedict" if data else None
+    if data:
+        cands += [Path(data) / "dictd", legacy]
     cands.append(SYSTEM_DIR)
     for c in cands:
-        if all((c / f"freedict-{d}.index").is_file() and (c / f"freedict-{d}.dict.dz").is_file() for d in DICTS):
+        if all((c / f"{n}.index").is_file() and (c / f"{n}.dict.dz").is_file() for n in names):
+            if c == legacy and not root:
+                warnings.warn(f"dictd files found in {c}, the old folder; move them to {Path(data) / 'dictd'} "
+                              "(the one dictd folder under $ADAPTLAB_DATA)", DeprecationWarning, stacklevel=2)
             return c
-    raise DataError(f"FreeDict English-Spanish not found (looked in {', '.join(map(str, cands))}); install it: "
-                    f"apt-get install {' '.join(DICTS.values())}")
+    raise DataError(f"dictionar{'y' if len(names) == 1 else 'ies'} {', '.join(names)} not found (looked in "
+                    f"{', '.join(map(str, cands))}); install {'it' if len(names) == 1 else 'them'}: {install}")
+
+
+def freedict_dir(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding both FreeDict English-Spanish directions (:func:`dictd_dir`)."""
+    return dictd_dir([f"freedict-{d}" for d in DICTS], root, f"apt-get install {' '.join(DICTS.values())}")
 
 
 def dictd_entries(index: str | os.PathLike, dz: str | os.PathLike) -> Iterator[tuple[str, str]]:

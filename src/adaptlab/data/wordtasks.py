@@ -141,16 +141,10 @@ def _inflections(task: str, pos: str, upos: str, tag: str, root=None) -> list[Pa
 
 def dict_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     """The folder holding ``{name}.index`` and ``{name}.dict.dz``: ``root``, ``$ADAPTLAB_DATA/dictd`` or
-    /usr/share/dictd."""
-    cands = [Path(root)] if root else []
-    if os.environ.get("ADAPTLAB_DATA"):
-        cands.append(Path(os.environ["ADAPTLAB_DATA"]) / "dictd")
-    cands.append(Path("/usr/share/dictd"))
-    for c in cands:
-        if (c / f"{name}.index").is_file() and (c / f"{name}.dict.dz").is_file():
-            return c
-    raise DataError(f"dictionary {name} not found (looked in {', '.join(map(str, cands))}); install it: "
-                    f"{DICT_INSTALL}")
+    /usr/share/dictd (the one lookup of :func:`adaptlab.data.freedict.dictd_dir`)."""
+    from adaptlab.data.freedict import dictd_dir
+
+    return dictd_dir(name, root, DICT_INSTALL)
 
 
 def first_translations(name: str, root: str | os.PathLike | None = None) -> dict[str, str]:

@@ -54,10 +54,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 200               # SimCLR steps (sized for <= 20 min of the whole run on 2 busy cores)
+    steps: int = 600               # SimCLR steps (the whole run: 7.8 min of one-thread CPU time, docs/simclr.md)
     batch: int = 128               # images per step; two views each, so 2 x batch go through the encoder
-    lr: float = 2e-3               # Adam, cosine-decayed to 0 over the steps
-    temperature: float = 0.5       # NT-Xent tau (SimCLR's choice for small batches)
+    lr: float = 2e-3               # Adam peak rate: linear warm-up, then cosine-decayed to 0 at the last step
+    warmup: int = 30               # linear warm-up steps (0: cosine from the first step)
+    temperature: float = 0.1       # NT-Xent tau (0.1 beat 0.2 and 0.5 on the frozen features, docs/simclr.md)
     proj_hidden: int = 128         # projection head hidden width
     proj_dim: int = 64             # projection (contrastive space) size
     checkpoint_every: int = 50     # steps between checkpoints, in every stage (--resume continues from the last)
@@ -66,6 +67,7 @@ class TrainConfig:
         check(1 <= self.steps <= 10_000_000, "train.steps", self.steps, "an integer in 1..10000000")
         check(2 <= self.batch <= 100_000, "train.batch", self.batch, "an integer in 2..100000")
         check(0 < self.lr <= 10, "train.lr", self.lr, "a positive number <= 10")
+        check(0 <= self.warmup < self.steps, "train.warmup", self.warmup, "an integer in 0..train.steps-1")
         check(0.01 <= self.temperature <= 100, "train.temperature", self.temperature, "a number in 0.01..100")
         for key in ("proj_hidden", "proj_dim"):
             check(1 <= getattr(self, key) <= 100_000, f"train.{key}", getattr(self, key), "an integer in 1..100000")
@@ -100,6 +102,9 @@ class EvalConfig:
     queries: int = 5               # query images per class
     batch: int = 50                # episodes per forward pass
     curve_every: int = 50          # 20-run error of each trained row every this many steps (>= steps: no curve)
+    features: Literal["block4", "block4_prepool", "block3", "block3_avg"] = "block4"  # frozen rows' (random,
+    # SimCLR) layer: block4 = the encoder output (64 at 28 px), block4_prepool = block 4 before its max-pool,
+    # flattened (64x3x3), block3 = block 3's output flattened (64x3x3), block3_avg = block 3 averaged over space (64)
 
     def __post_init__(self):
         check(1 <= self.episodes <= 1_000_000, "eval.episodes", self.episodes, "an integer in 1..1000000")
@@ -110,6 +115,7 @@ class EvalConfig:
               "eval.shots", self.shots, "a non-empty list of shots >= 1 with max(shots) + queries <= 20")
         check(1 <= self.batch <= 10_000, "eval.batch", self.batch, "an integer in 1..10000")
         check(1 <= self.curve_every <= 10_000_000, "eval.curve_every", self.curve_every, "an integer in 1..10000000")
+        check(self.features in TAPS, "eval.features", self.features, " / ".join(TAPS))
 
 
 @dataclass
@@ -122,6 +128,30 @@ class SimCLRConfig(BaseConfig):
 
 
 # ------------------------------------------------------------------------------------------ pieces
+
+#: eval.features -> (conv blocks run, drop block k's final max-pool, average over space)
+TAPS = {"block4": (4, False, False), "block4_prepool": (4, True, False), "block3": (3, False, False),
+        "block3_avg": (3, False, True)}
+
+
+class FeatureTap(torch.nn.Module):
+    """The features of a Conv4 at one layer (``eval.features``): the first blocks, flattened or averaged.
+
+    >>> from adaptlab.models.conv4 import Conv4
+    >>> net = Conv4()
+    >>> [tuple(FeatureTap(net, k)(torch.zeros(2, 1, 28, 28)).shape) for k in TAPS]
+    [(2, 64), (2, 576), (2, 576), (2, 64)]
+    """
+
+    def __init__(self, net, tap: str = "block4"):
+        super().__init__()
+        self.net, (self.blocks, self.prepool, self.avg) = net, TAPS[tap]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:   # (n, 1, S, S) -> (n, D)
+        h = self.net.features[:self.blocks - self.prepool](x)
+        if self.prepool:
+            h = self.net.features[self.blocks - 1][:-1](h)                   # conv, BN, ReLU without the pool
+        return h.mean((2, 3)) if self.avg else h.flatten(1)                # (n, C) or (n, C*h*w)
 
 
 def _encoder(cfg: SimCLRConfig, stream: str):
@@ -155,18 +185,22 @@ def _curve(cfg: SimCLRConfig, embed, head, steps: int):
 
 def _pretrain(cfg: SimCLRConfig, x: torch.Tensor, checkpoint=None) -> dict:
     """Stage 1: SimCLR on the unlabelled images ``x (M, 1, S, S)``; returns the encoder state and history."""
+    from adaptlab.meta.protonet import embed_all
     from adaptlab.zeroshot.contrastive import SimCLR
 
     p, dev = cfg.train, cfg.device
     enc = _encoder(cfg, "simclr")
+    tap = FeatureTap(enc, cfg.eval.features)
     model = SimCLR(enc, enc.feature_dim(cfg.data.size), p.proj_hidden, p.proj_dim, p.temperature, cfg.augment).to(dev)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, STREAMS["simclr"]))
     xd = x.to(dev)
     hist = {"loss": [], "curve_step": [], "curve_seconds": [], "curve_error": []}
     fit(lambda xb: model.loss(xb, g), lambda _: xd[torch.randint(len(x), (p.batch,), generator=g).to(dev)],
-        steps=p.steps, optimizer=make_optimizer(model.parameters(), "adam", p.lr), schedule=cosine(p.lr, p.steps),
+        steps=p.steps, optimizer=make_optimizer(model.parameters(), "adam", p.lr),
+        schedule=cosine(p.lr, p.steps, warmup=p.warmup),
         generator=g, modules={"model": model}, history=hist, checkpoint=checkpoint,
-        callbacks=[_curve(cfg, model.embed, _cosine_head, p.steps)], progress=progress, desc="simclr")
+        callbacks=[_curve(cfg, lambda im: embed_all(tap, im), _cosine_head, p.steps)], progress=progress,
+        desc="simclr")
     return {"encoder": dict(enc.state_dict()), "train_seconds": hist.pop("seconds"), "history": hist}
 
 
@@ -199,10 +233,12 @@ def _rows(cfg: SimCLRConfig, encoders: dict):
     nets = {name: _encoder(cfg, "random") for name in ROWS[1:]}       # "random" keeps its initialisation
     for name, state in encoders.items():
         nets[name].load_state_dict(state)
+    nets = {n: FeatureTap(net, cfg.eval.features) if n in FROZEN else net for n, net in nets.items()}
+    probe = torch.zeros(1, 1, cfg.data.size, cfg.data.size, device=cfg.device)
     npix = cfg.data.size ** 2
     bounds, start = {"pixels": (0, npix)}, npix
     for name, net in nets.items():
-        d = net.feature_dim(cfg.data.size)
+        d = embed_all(net, probe).shape[1]
         bounds[name], start = (start, start + d), start + d
 
     def embed(images):                                                        # (M, 1, S, S) -> (M, sum of dims)
@@ -272,7 +308,7 @@ def summary(results: dict, cfg) -> str:
 EXPERIMENTS = [
     Experiment("simclr-omniglot", "SimCLR (NT-Xent) on Omniglot without labels: frozen features vs pixels, random, "
                "ProtoNet; ProtoNet fine-tuned from SimCLR", SimCLRConfig, run, figures, summary,
-               quick={"train.steps": 3, "train.batch": 16, "finetune.steps": 2, "finetune.n_way": 5,
+               quick={"train.steps": 3, "train.warmup": 1, "train.batch": 16, "finetune.steps": 2, "finetune.n_way": 5,
                       "finetune.q_query": 1, "eval.episodes": 10, "eval.ways": [5], "eval.shots": [1],
                       "eval.queries": 1, "eval.curve_every": 100},
                check=check_data),

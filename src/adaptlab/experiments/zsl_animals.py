@@ -57,6 +57,7 @@ class ZSLAnimalsConfig(BaseConfig):
     eszsl_grid: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])  # gamma = lambda candidates
     val_classes: int = 2  # held-out seen classes per validation fold
     val_folds: int = 2  # validation folds
+    calibrate: bool = True  # calibrated stacking: GZSL seen scores minus a gamma chosen on held-out seen classes
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -133,9 +134,9 @@ def run(cfg: ZSLAnimalsConfig, out_dir: Path, resume: bool = False) -> dict:
     from adaptlab.data.animals import load_animal_mnist
     from adaptlab.engine import derive_seed
     from adaptlab.eval.stats import mean_ci95
-    from adaptlab.experiments.zsl_wordnet import _seen_test_split
+    from adaptlab.experiments.zsl_wordnet import SUMMARY_KEYS, _seen_test_split
     from adaptlab.zeroshot.bilinear import eszsl, fit_bilinear, scores
-    from adaptlab.zeroshot.eval import class_splits, class_validation, evaluate_split
+    from adaptlab.zeroshot.eval import calibration_validation, class_splits, class_validation, evaluate_split
 
     t0 = time.perf_counter()
     data = load_animal_mnist()
@@ -181,7 +182,12 @@ def run(cfg: ZSLAnimalsConfig, out_dir: Path, resume: bool = False) -> dict:
                                                seed)
                 split_chosen[k][m] = {"value": best, "validation": table}
                 sc = train(x[tr], local[y[tr]], t[seen], best)
-                per_split[k][m].append(evaluate_split(sc, t, seen, unseen, x[u], y[u], x[te], y[te]))
+                gamma = None
+                if cfg.calibrate:
+                    gamma = calibration_validation(lambda xf, yf, tf, h=best, tr=train: tr(xf, yf, tf, h), x[tr],
+                                                   y[tr], t, seen, cfg.val_classes, cfg.seen_test, seed)
+                    split_chosen[k][m]["gamma"] = gamma
+                per_split[k][m].append(evaluate_split(sc, t, seen, unseen, x[u], y[u], x[te], y[te], gamma=gamma))
         for k in cfg.labels:
             chosen[k].append(split_chosen[k])
     summary = {}
@@ -190,7 +196,7 @@ def run(cfg: ZSLAnimalsConfig, out_dir: Path, resume: bool = False) -> dict:
         for m in cfg.methods:
             rows = per_split[k][m]
             summary[k][m] = {}
-            for key in ("zsl", "gzsl_seen", "gzsl_unseen", "gzsl_h"):
+            for key in [k2 for k2 in SUMMARY_KEYS if k2 in rows[0]]:
                 mean, half = mean_ci95(torch.tensor([r[key] for r in rows]))
                 summary[k][m][key] = {"mean": mean, "ci95": half if len(rows) > 1 else 0.0}
     return {"n_images": len(y), "classes": list(data.classes), "chance_zsl": 1 / cfg.n_unseen, "splits": splits,

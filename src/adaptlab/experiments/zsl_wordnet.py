@@ -69,6 +69,7 @@ class ZSLWordNetConfig(BaseConfig):
     val_folds: int = 2  # validation folds (class partitions of the seen set)
     sweep_ranks: list[int] = field(default_factory=lambda: [1, 4, 16, 64])  # ranks of the low-rank sweep
     sweep_splits: int = 5  # splits the rank sweep runs on (0: no sweep)
+    calibrate: bool = True  # calibrated stacking: GZSL seen scores minus a gamma chosen on held-out seen classes
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +98,10 @@ class ZSLWordNetConfig(BaseConfig):
               "a list of integers in 1..384")
         check(0 <= self.sweep_splits <= self.n_splits, "sweep_splits", self.sweep_splits,
               "an integer in 0..n_splits")
+
+
+#: per-split numbers averaged into the summary (the calibrated ones when ``calibrate``)
+SUMMARY_KEYS = ("zsl", "gzsl_seen", "gzsl_unseen", "gzsl_h", "gzsl_seen_cal", "gzsl_unseen_cal", "gzsl_h_cal", "gamma")
 
 
 def encoder_for(name: str):
@@ -139,7 +144,7 @@ def load_data(cfg: ZSLWordNetConfig) -> dict:
 def _scorers(cfg, x, y, t, seen, seed):
     """{method: scorer} trained on the seen classes' (x, y) (global labels), plus the chosen hyper-parameters."""
     from adaptlab.zeroshot.bilinear import eszsl, fit_bilinear, scores
-    from adaptlab.zeroshot.eval import class_validation
+    from adaptlab.zeroshot.eval import calibration_validation, class_validation
 
     local = torch.full((t.shape[0],), -1, dtype=torch.long)
     local[torch.tensor(seen)] = torch.arange(len(seen))
@@ -168,6 +173,12 @@ def _scorers(cfg, x, y, t, seen, seed):
         best, table = class_validation(train, x, y, t, seen, grid, cfg.val_classes, cfg.val_folds, seed)
         chosen[m] = {"value": best, "validation": table}
         out[m] = train(x, y_loc, t_seen, best)
+        if cfg.calibrate:
+            chosen[m]["gamma"] = calibration_validation(lambda xf, yf, tf, h=best, tr=train: tr(xf, yf, tf, h), x, y,
+                                                        t, seen, cfg.val_classes, cfg.seen_test, seed)
+    if cfg.calibrate and "cosine" in out:
+        chosen["cosine"] = {"gamma": calibration_validation(lambda *_: out["cosine"], x, y, t, seen,
+                                                            cfg.val_classes, cfg.seen_test, seed)}
     return out, chosen
 
 
@@ -208,7 +219,8 @@ def run(cfg: ZSLWordNetConfig, out_dir: Path, resume: bool = False) -> dict:
             scorers, chosen = _scorers(cfg, x[tr], y[tr], t, seen, derive_seed(cfg.seed, i))
             chosen_all[k].append(chosen)
             for m, sc in scorers.items():
-                per_split[k][m].append(evaluate_split(sc, t, seen, unseen, x[u], y[u], x[te], y[te]))
+                per_split[k][m].append(evaluate_split(sc, t, seen, unseen, x[u], y[u], x[te], y[te],
+                                                      gamma=chosen.get(m, {}).get("gamma")))
             if i < cfg.sweep_splits:
                 local = torch.full((45,), -1, dtype=torch.long)
                 local[torch.tensor(seen)] = torch.arange(len(seen))
@@ -225,7 +237,7 @@ def run(cfg: ZSLWordNetConfig, out_dir: Path, resume: bool = False) -> dict:
         for m in cfg.methods:
             rows = per_split[k][m]
             summary[k][m] = {}
-            for key in ("zsl", "gzsl_seen", "gzsl_unseen", "gzsl_h"):
+            for key in [k2 for k2 in SUMMARY_KEYS if k2 in rows[0]]:
                 mean, half = mean_ci95(torch.tensor([r[key] for r in rows]))
                 summary[k][m][key] = {"mean": mean, "ci95": half if len(rows) > 1 else 0.0}
     sweep_summary = {k: {r: sum(v) / len(v) for r, v in d.items() if v} for k, d in sweep.items()}

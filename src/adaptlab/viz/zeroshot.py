@@ -31,11 +31,15 @@ def zsl_methods_figure(results: dict, methods: Sequence[str], zsl_title: str = "
 
 def zsl_table(summary: dict, methods: Sequence[str]) -> list[str]:
     """The markdown rows (header included) of ZSL / GZSL mean ± 95% CI per label kind and method (in ``methods``
-    order)."""
-    lines = ["| labels | method | ZSL top-1 | GZSL seen | GZSL unseen | GZSL H |", "|---|---|---|---|---|---|"]
+    order); with calibrated stacking in the summary (``gzsl_h_cal``) its seen / unseen / H columns follow."""
+    keys = ["zsl", "gzsl_seen", "gzsl_unseen", "gzsl_h"]
+    head = ["ZSL top-1", "GZSL seen", "GZSL unseen", "GZSL H"]
+    if any("gzsl_h_cal" in r for d in summary.values() for r in d.values()):
+        keys += ["gzsl_seen_cal", "gzsl_unseen_cal", "gzsl_h_cal"]
+        head += ["calibrated seen", "calibrated unseen", "calibrated H"]
+    lines = ["| labels | method | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for k, d in summary.items():
         for m, r in ((m, d[m]) for m in methods if m in d):
-            cell = [f"{r[key]['mean']:.3f} ± {r[key]['ci95']:.3f}" for key in ("zsl", "gzsl_seen", "gzsl_unseen",
-                                                                                "gzsl_h")]
+            cell = [f"{r[key]['mean']:.3f} ± {r[key]['ci95']:.3f}" if key in r else "" for key in keys]
             lines.append(f"| {k} | {m} | " + " | ".join(cell) + " |")
     return lines
