@@ -391,13 +391,31 @@ def _answer(results: dict, n: str) -> str:
     return " ".join(parts)
 
 
+QUICK = {"train.steps": 30, "train.batch_size": 32, "recalibrate": 500, "shifts": ["gaussian_noise:5", "labels"],
+         "variants": ["none", "block1", "head", "auto-rgn"], "curve_sizes": [30], "curve_variants": ["block1"],
+         "n_target": 100, "n_val": 100, "n_test": 200, "finetune.lrs": [3e-3], "finetune.rgn_lrs": [1e-2],
+         "finetune.steps": 4, "finetune.batch_size": 16, "seeds": 2}
+# the paper's ResNet-26 at the size one loaded CPU allowed (docs/adapt.md): a shorter source training, 30 steps
+# per variant, one lr (the one the ResNet-8 grid chose most often), 2 seeds, 3 shifts, no Auto-SNR
+RESNET26 = {"model": "resnet26", "train.steps": 150, "train.batch_size": 64, "recalibrate": 2000,
+            "shifts": ["gaussian_noise:5", "contrast:2", "labels"],
+            "variants": ["none", "block1", "block2", "block3", "head", "all", "auto-rgn"], "curve_sizes": [100],
+            "curve_variants": ["block1", "all"], "finetune.steps": 30, "finetune.lrs": [3e-3],
+            "finetune.rgn_lrs": [3e-3], "seeds": 2, "n_val": 300, "n_test": 1000}
+# the corruptions (and a lower severity) the default table leaves out, same protocol and source model, no curve
+MORE_SHIFTS = {"shifts": ["shot_noise:5", "motion_blur:5", "brightness:5", "pixelate:5", "jpeg:5", "elastic:5",
+                          "gaussian_noise:2"], "curve_variants": []}
+
 EXPERIMENTS = [
     Experiment("surgical-finetune", "Surgical fine-tuning: which ResNet block to tune per distribution shift, "
-               "Auto-RGN / Auto-SNR", SurgicalConfig, run, figures, summary, check=check_config,
-               quick={"train.steps": 30, "train.batch_size": 32, "recalibrate": 500,
-                      "shifts": ["gaussian_noise:5", "labels"],
-                      "variants": ["none", "block1", "head", "auto-rgn"], "curve_sizes": [30],
-                      "curve_variants": ["block1"], "n_target": 100, "n_val": 100, "n_test": 200,
-                      "finetune.lrs": [3e-3], "finetune.rgn_lrs": [1e-2],
-                      "finetune.steps": 4, "finetune.batch_size": 16, "seeds": 2}),
+               "Auto-RGN / Auto-SNR", SurgicalConfig, run, figures, summary, check=check_config, quick=QUICK),
+    Experiment("surgical-finetune-resnet26", "Surgical fine-tuning with the paper's ResNet-26 (a CPU-sized "
+               "study: 3 shifts, 2 seeds)", SurgicalConfig, run, figures, summary, check=check_config,
+               defaults=RESNET26, quick={**QUICK, "train.steps": 6, "train.batch_size": 16, "recalibrate": 64,
+                                         "shifts": ["gaussian_noise:5"], "variants": ["none", "block1", "head"],
+                                         "n_val": 50, "n_test": 100, "finetune.steps": 2}),
+    Experiment("surgical-finetune-corruptions", "Surgical fine-tuning on the 6 corruptions and the lower severity "
+               "the default table leaves out", SurgicalConfig, run, figures, summary, check=check_config,
+               defaults=MORE_SHIFTS, quick={**QUICK, "shifts": ["jpeg:5"], "variants": ["none", "block1"],
+                                            "curve_sizes": []}),
 ]
