@@ -121,24 +121,41 @@ def test_snr_weights_match_a_hand_computation():
     assert float(w["a"]) == 1.0 and float(w["b"]) == float(scores["b"] / scores["a"] >= 0.5)
 
 
-def test_auto_rgn_step_is_sgd_with_per_tensor_lr_scaled_by_the_rgn_weights():
+@pytest.mark.parametrize("norms", ["weigh", "freeze"])
+def test_auto_rgn_step_is_sgd_with_per_tensor_lr_scaled_by_the_rgn_weights(norms):
     torch.manual_seed(2)
     src = resnet_small().double()
     x, y = _data(16)
     x = x.double()
     tuned, hist = adapt.finetune(src, x, y, tune="all", auto="rgn", steps=1, lr=0.1, batch_size=16,
-                                 optimizer="sgd")
+                                 optimizer="sgd", rgn_norms=norms)
     ref = resnet_small().double()
     ref.load_state_dict(src.state_dict())
-    adapt.train_mode(ref, [n for n, _ in ref.named_parameters()])
+    adapt.train_mode(ref, [n for n, _ in ref.named_parameters()])  # every BN in training mode, either way
     g = torch.Generator().manual_seed(0)  # finetune's default generator: the same batch
     idx = torch.randint(16, (16,), generator=g)
     params = dict(ref.named_parameters())
     grads = dict(zip(params, torch.autograd.grad(F.cross_entropy(ref(x[idx]), y[idx]), list(params.values()))))
-    w = adapt.rgn_weights(params, grads)
+    norm_names = set(adapt.norm_params(ref))
+    weighed = {n: p for n, p in params.items() if norms == "weigh" or n not in norm_names}
+    w = adapt.rgn_weights(weighed, {n: grads[n] for n in weighed})
     for n, p in tuned.named_parameters():
-        assert_close(p, params[n] - 0.1 * w[n] * grads[n], rtol=1e-9, atol=1e-12)
+        want = params[n] - 0.1 * w[n] * grads[n] if n in weighed else params[n]  # "freeze": BN affine untouched
+        assert_close(p, want, rtol=1e-9, atol=1e-12)
+    for n, b in tuned.named_buffers():  # BN running statistics follow the target batch in both modes
+        if n.endswith("running_mean"):
+            assert not torch.equal(b, dict(src.named_buffers())[n]), n
     assert set(hist["block_weight"]) == {"block1", "block2", "block3", "head"}
+    assert len(hist["tuned"]) == len(weighed)
+
+
+def test_norm_params_are_exactly_the_batch_norm_affine_tensors():
+    net = resnet_small()
+    want = [f"{m}.{p}" for m, mod in net.named_modules() if isinstance(mod, torch.nn.BatchNorm2d)
+            for p in ("weight", "bias")]
+    assert adapt.norm_params(net) == want and len(want) == 2 * 9  # stem + 3 blocks x 2 + 2 shortcut BNs
+    with pytest.raises(ValueError, match="rgn_norms='all' is invalid; expected 'freeze' or 'weigh'"):
+        adapt.finetune(net, *_data(8), steps=1, lr=0.1, auto="rgn", rgn_norms="all")
 
 
 def test_auto_snr_trains_and_freezes_low_snr_tensors():

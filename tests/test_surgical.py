@@ -21,6 +21,11 @@ from helpers import cli
     ("shifts=fog:3", "shifts: 'fog' is unknown; expected 'labels', 'subpop' or CORRUPTION:SEVERITY"),
     ("shifts=contrast:6", "shifts: 'contrast:6' has severity 6; expected contrast:S with S in 1..5"),
     ("shifts=contrast", "has severity missing"),
+    ("shifts=contrast:0", "shifts: 'contrast:0' has severity 0; expected contrast:S with S in 1..5"),
+    ("variants=block1,stage9.*", "block 'stage9.*' matches no parameter of CifarResNet"),
+    ("finetune.rgn_norms=all", "finetune.rgn_norms='all' is invalid; expected 'freeze' or 'weigh'"),
+    ("finetune.rgn_lrs=", "finetune.rgn_lrs=[] is invalid; expected a non-empty list of positive learning rates"),
+    ("data.source=cifar10", "data.root='' is invalid; expected the folder holding CIFAR-10 and CIFAR-10-C"),
 ])
 def test_bad_input_is_one_line_and_exit_2(override, message, tmp_path):
     out = tmp_path / "run"
@@ -33,6 +38,16 @@ def test_a_data_root_without_cifar_files_is_one_line_and_exit_2(tmp_path):
     code, _, err = cli("run", "surgical-finetune", "--quick", "--set", "data.source=cifar10", "--set",
                        f"data.root={tmp_path}", "--out", str(tmp_path / "run"))
     assert code == 2 and "holds no CIFAR-10 batches; expected data_batch_1" in err and len(err.splitlines()) == 1
+
+
+def test_a_data_root_with_cifar10_but_no_cifar10c_is_one_line_and_exit_2(tmp_path):
+    _fake_cifar(tmp_path)
+    for f in (tmp_path / "CIFAR-10-C").iterdir():
+        f.unlink()
+    code, _, err = cli("run", "surgical-finetune", "--quick", "--set", "data.source=cifar10", "--set",
+                       f"data.root={tmp_path}", "--out", str(tmp_path / "run"))
+    assert code == 2 and "holds no CIFAR-10-C; expected labels.npy" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_parse_shift():

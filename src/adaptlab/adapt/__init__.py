@@ -10,6 +10,6 @@ from adaptlab._lazy import attach
 
 __all__, __getattr__, __dir__ = attach(__name__, {
     "auto": ["rgn_weights", "snr_scores", "snr_weights"],
-    "blockmap": ["block_of", "blocks", "freeze", "select_blocks", "train_mode"],
+    "blockmap": ["block_of", "blocks", "freeze", "norm_params", "select_blocks", "train_mode"],
     "tune": ["finetune", "recalibrate_bn", "search_blocks"],
 })

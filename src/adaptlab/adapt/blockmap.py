@@ -32,6 +32,7 @@ from torch import nn
 from adaptlab.params import select
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 def blocks(model: nn.Module) -> dict[str, list[str]]:
@@ -127,6 +128,20 @@ def train_mode(model: nn.Module, tuned: Iterable[str]) -> nn.Module:
             if not any(n in keep for n in own):
                 mod.eval()
     return model
+
+
+def norm_params(model: nn.Module) -> list[str]:
+    """Names of the affine parameters of ``model``'s normalisation layers (batch / group / layer / instance norm).
+
+    >>> from adaptlab.models.resnet import resnet_small
+    >>> norm_params(resnet_small())[:2]
+    ['stem.1.weight', 'stem.1.bias']
+    """
+    out = []
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, _NORMS):
+            out.extend(f"{mod_name}.{p}" if mod_name else p for p, _ in mod.named_parameters(recurse=False))
+    return out
 
 
 def block_of(block_map: Mapping[str, list[str]]) -> dict[str, str]:

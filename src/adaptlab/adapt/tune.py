@@ -37,17 +37,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adaptlab.adapt.auto import rgn_weights, snr_weights
-from adaptlab.adapt.blockmap import block_of, blocks, freeze, select_blocks, train_mode
+from adaptlab.adapt.blockmap import block_of, blocks, freeze, norm_params, select_blocks, train_mode
 from adaptlab.engine import fit, make_optimizer
 from adaptlab.eval.metrics import accuracy
 
 AUTO = (None, "rgn", "snr")
+RGN_NORMS = ("freeze", "weigh")
 
 
 def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str] = "all", steps: int,
              lr: float, auto: str | None = None, batch_size: int = 64, optimizer: str = "adam",
              weight_decay: float = 0.0, generator: torch.Generator | None = None, snr_chunks: int = 4,
-             snr_threshold: float = 0.5, block_map: Mapping[str, list[str]] | None = None,
+             snr_threshold: float = 0.5, rgn_norms: str = "freeze", block_map: Mapping[str, list[str]] | None = None,
              checkpoint=None) -> tuple[nn.Module, dict]:
     """Fine-tune a copy of ``model`` on ``(x, y)``, training only the tensors of ``tune``.
 
@@ -61,6 +62,11 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
             :mod:`adaptlab.adapt.auto`), applied to the tensors of ``tune``.
         optimizer / weight_decay: see :func:`adaptlab.engine.make_optimizer`.
         snr_chunks / snr_threshold: Auto-SNR's gradient samples per step (chunks of the batch) and threshold.
+        rgn_norms: Auto-RGN and the normalisation layers' affine parameters. ``"freeze"`` (default, as in the
+            paper's code): they are not tuned and not in the maximum, while their batch norms stay in training
+            mode (target batch statistics); ``"weigh"``: weighted like every other tensor. A BN shift
+            ``beta`` has a small norm and a large gradient, so under ``"weigh"`` the BN tensors take the
+            largest weights and every conv weight trains at a small fraction of ``lr``.
         block_map: blocks to use instead of ``blocks(model)`` (also names the weights in the history).
         checkpoint: passed to :func:`adaptlab.engine.fit`.
 
@@ -70,6 +76,8 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
     """
     if auto not in AUTO:
         raise ValueError(f"auto={auto!r} is invalid; expected None, 'rgn' or 'snr'")
+    if rgn_norms not in RGN_NORMS:
+        raise ValueError(f"rgn_norms={rgn_norms!r} is invalid; expected 'freeze' or 'weigh'")
     if steps < 0 or lr <= 0 or batch_size < 1:
         raise ValueError(f"finetune steps={steps}, lr={lr}, batch_size={batch_size}: expected steps >= 0, lr > 0, "
                          "batch_size >= 1")
@@ -77,6 +85,9 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
     bmap = blocks(net) if block_map is None else dict(block_map)
     names = freeze(net, select_blocks(net, tune, bmap))
     train_mode(net, names)
+    if auto == "rgn" and rgn_norms == "freeze":
+        norms = set(norm_params(net))
+        names = freeze(net, [n for n in names if n not in norms] or names)  # only norms chosen: keep them
     named = dict(net.named_parameters())
     tensors = [named[n] for n in names]
     groups = [{"params": [p]} for p in tensors] if auto else tensors
