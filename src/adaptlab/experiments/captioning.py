@@ -298,7 +298,7 @@ def summary(results: dict, cfg: CaptioningConfig) -> str:
                   f"generation, which has no future tokens to read, gets the exact caption for "
                   f"{nc['seen']['exact']:.1f}% of the images, BLEU-4 {nc['seen']['bleu4']:.1f}{gen}."]
     lines += ["", "Distinct captions: " + ", ".join(f"{k} {v}" for k, v in results["distinct_captions"].items()) +
-              ". Times are wall-clock on this machine (timings.json), for comparison within the run only."]
+              ". Wall times depend on the machine's load (timings.json); the CPU times are one-thread process time."]
     return "\n".join(lines)
 
 
