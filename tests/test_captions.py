@@ -119,6 +119,9 @@ def test_metrics():
     (["run", "vit-windowed", "--set", "window=3"], "canvases"),
     (["run", "captioning", "--set", "model.patch=5"], "model.patch=5"),
     (["run", "captioning", "--set", "model.max_len=8"], "model.max_len=8"),
+    (["run", "captioning", "--set", "model.patch=7"], "model.patch=7"),  # the conv stem needs a power of two
+    (["run", "captioning", "--set", "model.embed=resnet"], "model.embed='resnet'"),
+    (["run", "captioning", "--set", "train.warmup=3000"], "train.warmup=3000"),
 ])
 def test_experiment_bad_input_is_one_line(argv, needle, tmp_path):
     code, _, err = cli(*argv, "--out", str(tmp_path / "o"))

@@ -63,6 +63,27 @@ def test_global_vit_is_permutation_equivariant_without_positions_and_causal_sees
     assert (y2[0, 10:] - y[0, 10:]).abs().amax() > 1e-6
 
 
+def test_conv_stem_keeps_the_patch_grid_and_overlaps_neighbouring_patches():
+    torch.manual_seed(0)
+    net = ViT(image_size=32, patch=8, dim=16, depth=1, heads=2, window=None, embed="conv", n_classes=None).eval()
+    assert net.embed(torch.zeros(1, 1, 32, 32)).shape == (1, 16, 4, 4)
+    x = torch.zeros(1, 1, 32, 32)
+    x2 = x.clone()
+    x2[0, 0, 7, 7] = 1.0  # the last pixel of grid cell (0, 0)
+    d = (net.embed(x2) - net.embed(x)).abs().amax(1)[0]  # (4, 4): which tokens the pixel reaches
+    assert (d[:2, :2] > 0).all()  # its own token and the next cells' (token k sees pixels 8k-7 .. 8k+7)
+    assert (d[2:] == 0).all() and (d[:, 2:] == 0).all()  # receptive field 15 px: not two cells away
+    patch = ViT(image_size=32, patch=8, dim=16, depth=1, heads=2, window=None, n_classes=None)
+    assert ((patch.embed(x2) - patch.embed(x)).abs().amax(1)[0] > 0).sum() == 1
+
+
+def test_vit_gradcheck_conv_stem_float64():
+    torch.manual_seed(0)
+    net = ViT(image_size=8, patch=4, dim=8, depth=1, heads=2, window=None, embed="conv", n_classes=3).double()
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: net(t), (x,))
+
+
 def test_vit_gradcheck_windowed_float64():
     torch.manual_seed(0)
     net = ViT(image_size=8, patch=2, dim=8, depth=2, heads=2, window=2, n_classes=3).double()
@@ -216,6 +237,8 @@ def _check_exhaustive(net, img):
     ({"image_size": 28, "patch": 7, "window": 3}, "window=3"),
     ({"image_size": 28, "patch": 7, "window": 8}, "window=8"),
     ({"window": None, "causal": True, "image_size": 28, "patch": 7, "positions": "fourier"}, "positions="),
+    ({"image_size": 28, "patch": 7, "window": None, "embed": "conv"}, "patch=7 is invalid for embed='conv'"),
+    ({"image_size": 28, "patch": 4, "window": None, "embed": "vgg"}, "embed='vgg'"),
 ])
 def test_vit_bad_sizes_are_clear_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):

@@ -151,7 +151,7 @@ class Captioner(nn.Module):
     Args:
         vocab_size: tokens, with ``pad_id``, ``bos_id``, ``eos_id`` among them.
         max_len: the decoder's context (tokens incl. <bos>); longer captions raise ConfigError.
-        image_size, patch, in_channels, window, positions: the :class:`~adaptlab.models.vit.ViT` encoder's.
+        image_size, patch, in_channels, window, positions, embed: the :class:`~adaptlab.models.vit.ViT` encoder's.
         dim, heads, mlp_ratio: widths shared by encoder and decoder. enc_depth, dec_depth: block counts.
         decoder: ``"joint"`` or ``"alternating"``.
         causal: causal mask among caption tokens (False: the no-mask ablation that cannot generate).
@@ -160,7 +160,8 @@ class Captioner(nn.Module):
     def __init__(self, vocab_size: int = 20, max_len: int = 10, image_size: int = 28, patch: int = 7,
                  in_channels: int = 1, dim: int = 32, heads: int = 4, mlp_ratio: float = 2.0, enc_depth: int = 1,
                  dec_depth: int = 1, window: int | None = None, positions: str = "learned",
-                 decoder: str = "joint", causal: bool = True, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2):
+                 decoder: str = "joint", causal: bool = True, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
+                 embed: str = "patch"):
         super().__init__()
         if decoder not in ("joint", "alternating"):
             raise ConfigError(f"decoder={decoder!r} is invalid; expected 'joint' or 'alternating'")
@@ -170,7 +171,7 @@ class Captioner(nn.Module):
         self.vocab_size, self.max_len, self.decoder, self.causal = vocab_size, max_len, decoder, causal
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         self.encoder = ViT(image_size, patch, in_channels, dim, enc_depth, heads, mlp_ratio, window, positions,
-                           n_classes=None)
+                           n_classes=None, embed=embed)
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(max_len, dim))
         layer = JointLayer if decoder == "joint" else AlternatingLayer

@@ -8,6 +8,12 @@ Attention is :func:`torch.nn.functional.scaled_dot_product_attention` either ove
 information crosses window borders; tokens that the roll brought together from opposite image borders are
 kept apart by a boolean mask (:func:`shift_window_mask`), as in Swin.
 
+``embed="conv"`` replaces the single patch convolution by a convolutional stem: ``log2 P`` 3 x 3
+convolutions of stride 2 (GELU between them, channels doubling up to D), so the grid stays ``H / P`` while the
+token of cell k sees pixels ``P k - P + 1 .. P k + P - 1`` (its patch and the previous one's, a 2P - 1 receptive
+field) and has seen local strokes before attention starts
+(the "early convolutions" of Xiao et al.); P must then be a power of two.
+
 ``causal=True`` (global attention only) lets token i see tokens 0..i in raster order: the decoder-style
 encoder of the "encoder or decoder?" question.
 
@@ -113,6 +119,18 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, n, d))
 
 
+def conv_stem(in_channels: int, dim: int, patch: int) -> nn.Sequential:
+    """``log2 patch`` stride-2 3 x 3 convolutions, GELU between: (B, C, H, W) -> (B, dim, H / P, W / P)."""
+    n = patch.bit_length() - 1
+    if patch < 2 or 1 << n != patch:
+        raise ConfigError(f"patch={patch} is invalid for embed='conv'; expected a power of two >= 2")
+    widths = [in_channels] + [max(8, dim >> (n - 1 - i)) for i in range(n)]  # ..., dim / 2, dim
+    layers: list[nn.Module] = []
+    for i in range(n):
+        layers += [nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1)] + ([nn.GELU()] if i < n - 1 else [])
+    return nn.Sequential(*layers)
+
+
 def mlp(dim: int, ratio: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, int(dim * ratio)), nn.GELU(), nn.Linear(int(dim * ratio), dim))
 
@@ -165,11 +183,13 @@ class ViT(nn.Module):
             makes a small ViT trained from scratch converge in far fewer steps (Xiao et al. 2021); its cost
             grows like H^2, like the patch embedding's.
         n_classes: size of the head on the mean-pooled tokens; None: ``forward`` returns the tokens.
+        embed: the patch embedding, ``"patch"`` (one P x P convolution of stride P) or ``"conv"`` (``log2 P``
+            stride-2 3 x 3 convolutions; same grid, P a power of two; after the ``stem`` if there is one).
     """
 
     def __init__(self, image_size: int = 28, patch: int = 7, in_channels: int = 1, dim: int = 32, depth: int = 2,
                  heads: int = 4, mlp_ratio: float = 2.0, window: int | None = 2, positions: str = "learned",
-                 causal: bool = False, n_classes: int | None = 10, stem: int = 0):
+                 causal: bool = False, n_classes: int | None = 10, stem: int = 0, embed: str = "patch"):
         super().__init__()
         self.grid = grid = check_grid(image_size, patch, window)
         if positions not in ("learned", "sinusoidal"):
@@ -178,9 +198,14 @@ class ViT(nn.Module):
             raise ConfigError(f"causal=True is invalid with window={window}; expected window=None (global)")
         if stem < 0:
             raise ConfigError(f"stem={stem} is invalid; expected 0 (no stem) or a positive number of channels")
+        if embed not in ("patch", "conv"):
+            raise ConfigError(f"embed={embed!r} is invalid; expected 'patch' or 'conv'")
         self.image_size, self.patch, self.in_channels = image_size, patch, in_channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, padding=1), nn.GELU()) if stem else None
-        self.embed = nn.Conv2d(stem or in_channels, dim, patch, stride=patch)
+        if embed == "patch":
+            self.embed = nn.Conv2d(stem or in_channels, dim, patch, stride=patch)
+        else:
+            self.embed = conv_stem(stem or in_channels, dim, patch)
         if positions == "learned":
             self.pos = nn.Parameter(0.02 * torch.randn(grid * grid, dim))
         else:
