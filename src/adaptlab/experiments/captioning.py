@@ -56,7 +56,7 @@ class CapModelConfig:
 
 @dataclass
 class CapTrainConfig:
-    steps: int = 2500  # optimizer steps per decoder (joint, alternating)
+    steps: int = 3000  # optimizer steps per decoder (joint, alternating)
     batch_size: int = 64  # captions per step
     lr: float = 2e-3  # Adam peak learning rate (linear warmup, then cosine decay to 0)
     warmup: int = 100  # linear-warmup steps before the cosine decay
