@@ -37,6 +37,21 @@ def _umask() -> int:
     return mask
 
 
+def cache_root() -> Path:
+    """The user's adaptlab cache folder: ``$ADAPTLAB_CACHE``, or ``~/.cache/adaptlab`` when it is unset or empty.
+
+    Every cache of the library (converted models, embeddings, corpora, silver labels, decoded datasets) lives in a
+    subfolder or file of it.
+
+    >>> saved = os.environ.pop("ADAPTLAB_CACHE", None); cache_root().parts[-2:]
+    ('.cache', 'adaptlab')
+    >>> os.environ["ADAPTLAB_CACHE"] = "/srv/cache"; str(cache_root())
+    '/srv/cache'
+    >>> _ = os.environ.pop("ADAPTLAB_CACHE") if saved is None else os.environ.update(ADAPTLAB_CACHE=saved)
+    """
+    return Path(os.environ.get("ADAPTLAB_CACHE") or Path.home() / ".cache" / "adaptlab")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)

@@ -28,7 +28,6 @@ import gzip
 import hashlib
 import html.parser
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +55,9 @@ def install_hint(source: str, lang: str) -> str:
 
 def cache_dir() -> Path:
     """``$ADAPTLAB_CACHE/bli`` or ``~/.cache/adaptlab/bli``."""
-    return Path(os.environ.get("ADAPTLAB_CACHE") or Path.home() / ".cache" / "adaptlab") / "bli"
+    from adaptlab.io import cache_root
+
+    return cache_root() / "bli"
 
 
 def tokenize(text: str) -> list[str]:

@@ -168,9 +168,9 @@ def _cache_file(path: Path) -> Path:
     """Decoded-tensor cache next to the user's other caches (``$ADAPTLAB_CACHE``, default ~/.cache/adaptlab),
     named by the archive's SHA-256 so a changed archive never meets a stale cache."""
     from adaptlab.data._archive import sha256_file
+    from adaptlab.io import cache_root
 
-    base = os.environ.get("ADAPTLAB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "adaptlab")
-    return Path(base) / f"omniglot-{sha256_file(path)[:20]}.pt"
+    return cache_root() / f"omniglot-{sha256_file(path)[:20]}.pt"
 
 
 def _read_characters(path: Path) -> tuple[torch.Tensor, list[str], list[str]]:

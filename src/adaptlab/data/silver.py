@@ -35,7 +35,6 @@ import gzip
 import hashlib
 import importlib.util
 import json
-import os
 import random
 import re
 from collections.abc import Callable
@@ -56,7 +55,9 @@ _CODE = re.compile(r"[/\\=<>{}\[\]$_|@#*~^`%]|\d")
 
 def cache_dir() -> Path:
     """``$ADAPTLAB_CACHE/tagging`` or ``~/.cache/adaptlab/tagging``."""
-    return Path(os.environ.get("ADAPTLAB_CACHE") or Path.home() / ".cache" / "adaptlab") / "tagging"
+    from adaptlab.io import cache_root
+
+    return cache_root() / "tagging"
 
 
 # ---------------------------------------------------------------------------------------- sentences

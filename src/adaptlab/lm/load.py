@@ -138,7 +138,9 @@ def tiny_random_lm(padding_side: str = "right", seed: int = 0, n_layer: int = 2,
 
 def cache_dir() -> Path:
     """``$ADAPTLAB_CACHE`` or ``~/.cache/adaptlab``."""
-    return Path(os.environ.get("ADAPTLAB_CACHE") or Path.home() / ".cache" / "adaptlab")
+    from adaptlab.io import cache_root
+
+    return cache_root()
 
 
 def smollm2_gguf() -> Path:

@@ -47,7 +47,9 @@ _FORMAT = 1  # bump when the cache file layout changes
 
 def cache_dir() -> Path:
     """``$ADAPTLAB_CACHE`` or ``~/.cache/adaptlab`` (the same folder as :func:`adaptlab.lm.load.cache_dir`)."""
-    return Path(os.environ.get("ADAPTLAB_CACHE") or Path.home() / ".cache" / "adaptlab")
+    from adaptlab.io import cache_root
+
+    return cache_root()
 
 
 def _package_dir(name: str, install: str) -> Path:
