@@ -314,7 +314,8 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
             t0 = time.perf_counter()
             with checkpoint_owner(exp.name):
                 results = exp.run(cfg, out, resume=resume)
-            seconds = time.perf_counter() - t0
+            # rounded once: summary.md and timings.json show the same value, so a redraw reproduces the summary
+            seconds = round(time.perf_counter() - t0, 3)
             bad = first_non_finite(results)
             if bad is not None:
                 raise DivergedError(f"{exp.name} diverged: results hold {bad[0]}={bad[1]}; nothing was written "
@@ -326,7 +327,7 @@ def run_experiment(exp: Experiment, cfg: BaseConfig, out_dir: str | os.PathLike,
             atomic_write_text(out / "summary.md", summary_md)
             _write_report(out, exp.name, cfg, results, summary_md)
             reproducible, timings = split_timings(results)
-            atomic_write_json(out / "timings.json", {"wall_seconds": round(seconds, 3), **timings}, sort_keys=False)
+            atomic_write_json(out / "timings.json", {"wall_seconds": seconds, **timings}, sort_keys=False)
             # last: its presence marks a finished run; wall-clock measurements live in timings.json, so the same
             # seed gives a byte-identical results.json
             atomic_write_json(out / "results.json", reproducible, sort_keys=False)
