@@ -5,7 +5,8 @@ option's text. The naive loop runs one ``model(ids)`` per (question, option) ove
 the log-probabilities from the full logits; ``score_options`` runs the prefix once, each question once, and only
 the option tokens per option, in batches. The scores are compared first (max abs difference); each path is
 timed ``--repeats`` times (the compared run is the first), interleaved (fast, naive, fast, ...) so machine
-load hits both alike, and the median is reported with the load average.
+load hits both alike, and the median is reported with the load average: wall seconds and the process's CPU
+seconds (all its threads; with one thread, what an idle core would take on a shared machine).
 
 Run: ``python benchmarks/bench_lm_scoring.py`` (writes benchmarks/results/lm_scoring.json and lm_scoring.md).
 """
@@ -54,32 +55,41 @@ def main() -> None:
     prefix, prompts = build_prompts("cloze", test, pool, k=3)
     options = [[" " + o for o in q.options] for q in test]
     times: dict[str, list[float]] = {"batched_prefix_cached": [], "naive_loop": []}
-    t = time.perf_counter()
-    fast = score_options(lm, prompts, options, prefix=prefix)["logprob"]
-    times["batched_prefix_cached"].append(time.perf_counter() - t)
-    t = time.perf_counter()
-    ref = naive(lm, prefix, prompts, options)
-    times["naive_loop"].append(time.perf_counter() - t)
+    cpu: dict[str, list[float]] = {"batched_prefix_cached": [], "naive_loop": []}
+
+    def timed(name, fn):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        times[name].append(time.perf_counter() - t)
+        cpu[name].append(time.process_time() - c)
+        return out
+
+    fast = timed("batched_prefix_cached", lambda: score_options(lm, prompts, options, prefix=prefix))["logprob"]
+    ref = timed("naive_loop", lambda: naive(lm, prefix, prompts, options))
     diff = float((fast - ref).abs().max())
     acc = float((fast.argmax(1) == torch.tensor([q.answer for q in test])).double().mean())
     for _ in range(args.repeats - 1):  # the first, compared run counts as repeat 1
         for name, fn in (("batched_prefix_cached", lambda: score_options(lm, prompts, options, prefix=prefix)),
                          ("naive_loop", lambda: naive(lm, prefix, prompts, options))):
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+            timed(name, fn)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     res = {"questions": len(test), "options": 5, "threads": args.threads, "max_abs_diff": diff,
            "cloze_accuracy": acc, "seconds": times, "median_s": med,
+           "cpu_seconds": cpu, "median_cpu_s": med_cpu,
            "ratio_naive_over_batched": med["naive_loop"] / med["batched_prefix_cached"],
+           "cpu_ratio_naive_over_batched": med_cpu["naive_loop"] / med_cpu["batched_prefix_cached"],
            "loadavg": os.getloadavg(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
            "torch": torch.__version__}
     OUT.mkdir(exist_ok=True)
     (OUT / "lm_scoring.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = ("# Cloze scoring, SmolLM2-135M, " f"{len(test)} five-way capitals questions, {args.threads} threads\n\n"
-          "`python benchmarks/bench_lm_scoring.py`\n\n| path | median s | runs |\n|---|---|---|\n"
-          + "".join(f"| {k} | {med[k]:.1f} | {', '.join(f'{x:.1f}' for x in v)} |\n" for k, v in times.items())
-          + f"\nratio naive / batched: **{res['ratio_naive_over_batched']:.1f}x**; max |score difference| "
+    md = ("# Cloze scoring, SmolLM2-135M, " f"{len(test)} five-way capitals questions, {args.threads} thread(s)\n\n"
+          f"`python benchmarks/bench_lm_scoring.py --threads {args.threads} --repeats {args.repeats}`\n\n"
+          "| path | median wall s | median CPU s | wall runs | CPU runs |\n|---|---|---|---|---|\n"
+          + "".join(f"| {k} | {med[k]:.1f} | {med_cpu[k]:.1f} | {', '.join(f'{x:.1f}' for x in v)} | "
+                    f"{', '.join(f'{x:.1f}' for x in cpu[k])} |\n" for k, v in times.items())
+          + f"\nratio naive / batched: **{res['ratio_naive_over_batched']:.1f}x** wall, "
+          f"**{res['cpu_ratio_naive_over_batched']:.1f}x** CPU; max |score difference| "
           f"{diff:.2e}; cloze accuracy {acc:.2f}; load average {', '.join(f'{x:.1f}' for x in res['loadavg'])} "
           f"on {os.cpu_count()} cores.\n")
     (OUT / "lm_scoring.md").write_text(md)

@@ -82,6 +82,23 @@ def test_smollm2_reproduces_the_findings_on_16_capitals():
     assert zero["metrics"]["top_letter_share"] >= 0.6  # scored letters collapse onto one letter (1.0 measured)
 
 
+@real
+def test_chat_scoring_reads_the_letters_the_model_writes():
+    """In the chat template the answer opens the assistant turn with no leading space ("A."): the scored
+    letters must be those tokens, so wherever the greedy answer is a letter, the scored argmax is that letter
+    (greedy picks the argmax over the whole vocabulary). Scoring " A".." E" instead broke this on 41 of 50."""
+    from adaptlab.data.text import load_capitals
+    from adaptlab.lm.load import load_causal_lm
+    from adaptlab.lm.prompts import evaluate_mc, parse_letter
+
+    lm = load_causal_lm()
+    test = load_capitals()[100:112]
+    out = evaluate_mc(lm, test, "qa_instruction", max_new_tokens=1, chat=True)
+    letters = [parse_letter(t, 5) for t in out["texts"]]
+    assert sum(x >= 0 for x in letters) >= 10  # the chat template makes it answer with a letter (50/50 measured)
+    assert all(p == g for p, g in zip(out["pred"], letters) if g >= 0)
+
+
 def test_chat_wrap_renders_exactly_the_chat_template():
     from adaptlab.lm.load import smollm2_folder
     from adaptlab.lm.prompts import chat_wrap

@@ -215,7 +215,7 @@ def figures(results: dict, cfg: PromptingConfig, out_dir: Path) -> list[str]:
     save_figure(fig, out_dir / "strategies.png")
     names.append("strategies.png")
 
-    fig, axes = plt.subplots(2, len(ds), figsize=(6.5 * len(ds), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(ds), figsize=(6.5 * len(ds), 7), squeeze=False, layout="constrained")
     for j, d in enumerate(ds):
         sw = results["datasets"][d]["sweep"]
         for i, key in enumerate(("accuracy", "valid_rate")):

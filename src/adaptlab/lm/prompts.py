@@ -210,10 +210,13 @@ def evaluate_mc(lm, questions: Sequence[MCQuestion], strategy: str, *, demos: Se
     if chat:  # ``chat``: inside the model's chat template (user turn, then the assistant's answer is scored)
         prefix, prompts = chat_wrap(lm.tokenizer, prefix, prompts)
     O = len(questions[0].options)
+    # After "Answer:" the answer follows a space; in the chat template it opens the assistant's turn, after a
+    # newline, with no space (SmolLM2 answers "A." there), so the scored tokens are the ones it would write.
+    sep = "" if chat else " "
     if strategy == "cloze":
-        opts = [[" " + o for o in q.options] for q in questions]
+        opts = [[sep + o for o in q.options] for q in questions]
     else:
-        opts = [[" " + LETTERS[i] for i in range(O)]] * len(questions)
+        opts = [[sep + LETTERS[i] for i in range(O)]] * len(questions)
     texts = None
     if strategy != "cloze" and generate_answers and all(len(lm.encode(o)) == 1 for o in opts[0]):
         # one pass per prompt for both reads: the letters are scored from the first greedy step's logits
