@@ -117,12 +117,13 @@ def test_folded_adapt_tasks_equals_the_per_task_loop():
 
 
 def test_fold_chunk_rule():
-    """The most tasks whose first-layer activations fit the budget, never fewer than one."""
+    """The most tasks whose activations at a layer fit the budget, never fewer than one."""
     per_task = 5 * 64 * 28 * 28 * 4  # 5 images, 64 channels, 28x28, float32: 1 MB
     assert fold_chunk(5, 64, 28 * 28, 8 * per_task) == 8
     assert fold_chunk(5, 64, 28 * 28, 8 * per_task - 1) == 7
     assert fold_chunk(5, 64, 28 * 28, 1) == 1
-    assert fold_chunk(5, 64, 28 * 28, Conv4.fold_bytes) == 4  # the default: 5-way 1-shot Omniglot, 4 tasks
+    # the default, layer by layer (28, 14, 7, 3 px) of 5-way 1-shot Omniglot: 1, 4, 16, 91 tasks per chunk
+    assert [fold_chunk(5, 64, s * s, Conv4.fold_bytes) for s in (28, 14, 7, 3)] == [1, 4, 16, 91]
 
 
 def test_relu_after_pool_equals_pool_after_relu_with_gradients():
