@@ -53,10 +53,10 @@ def conv_block(c_in: int, c_out: int, track_running_stats: bool = False) -> nn.S
 def fold_chunk(n: int, hidden: int, pixels: int, budget: int, itemsize: int = 4) -> int:
     """Tasks per folded chunk at one layer: the most whose activations ``(n, c*hidden, H, W)`` fit in ``budget``
     bytes (at least 1). :meth:`Conv4.forward_tasks` applies it layer by layer with ``Conv4.fold_bytes`` = 1 MiB:
-    5-way 1-shot Omniglot tasks then run the 28x28 layer one task at a time (its batch-norm and pooling tensors
-    stay in a core's 2 MB cache, and its convolution is a plain one, 3-10x faster on CPU than torch's grouped
-    convolution with one input channel per group) and the 14, 7 and 3 px layers in chunks of 4, 16 and 91
-    tasks (benchmarks/results/maml_conv_profile.md).
+    5-way 1-shot Omniglot tasks then run the 28x28 layer one task at a time (its batch-norm and pooling tensors,
+    1 MB, stay in a core's 2 MB cache; its convolution is then the per-task loop's own, which also brings the
+    float32 meta-gradient to the loop's, benchmarks/results/maml_conv_profile.md) and the 14, 7 and 3 px
+    layers in chunks of 4, 16 and 91 tasks.
 
     Example::
 
