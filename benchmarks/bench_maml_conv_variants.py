@@ -2,6 +2,7 @@
 
     python benchmarks/bench_maml_conv_variants.py 32 1 0 loop,old,split,pool,bn,default   # T K first_order variants
     REP=5 python benchmarks/bench_maml_conv_variants.py 32 1 1 loop,default,k1-8-8-8
+    THREADS=2 OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_maml_conv_variants.py 32 1 0 loop,default,bn,vmap
 
 One MAML meta-step (meta-loss and its gradient) of 5-way 1-shot Omniglot, 1 query per class, Conv4 with 64
 channels, inner lr 0.4 (the batch of ``bench_omniglot.py --part maml-paths``), with ``Conv4.forward_tasks``
@@ -18,7 +19,8 @@ replaced by each variant (the cumulative changes of this round, then the chunk s
 * ``bmm1``: ``k1-4-16-32`` with the first convolution as unfold + one batched matmul per chunk;
 * ``cl1``: ``bn`` with the first block (convolution, batch norm, native pooling) in ``channels_last``;
 * ``default``: the library's ``Conv4.forward_tasks`` (per-layer chunks of ``Conv4.fold_bytes`` = 1 MiB:
-  1, 4, 16, 32); ``loop``: learn2learn's per-task clone()/adapt() loop (``bench_omniglot._l2l_loop``).
+  1, 4, 16, 32); ``loop``: learn2learn's per-task clone()/adapt() loop (``bench_omniglot._l2l_loop``);
+  ``vmap``: ``vectorize=True``. ``THREADS`` (default 1) sets torch's intra-op threads.
 
 Prints each variant's meta-gradient relative difference to the loop (float32), then the CPU seconds
 (``time.process_time``; one thread) of ``REP`` interleaved rounds (default 3), their median, loop median /
@@ -91,12 +93,13 @@ def make(chunks=(4, 4, 4, 4), split=True, pool=True, bn=True, cl1=False, bmm1=Fa
 VARIANTS = {"old": make(split=False, pool=False, bn=False), "split": make(pool=False, bn=False),
             "pool": make(bn=False), "bn": make(), "layer4M": make((4, 16, 66, 32)),
             "bmm1": make((1, 4, 16, 32), bmm1=True), "cl1": make(cl1=True)}
-for _ks in ("1-4-16-32", "1-4-4-4", "1-8-8-8", "2-4-4-4", "1-2-4-8", "1-1-1-1", "2-8-16-32", "1-8-32-32", "1-1-16-32"):
+for _ks in ("1-4-16-32", "1-4-4-4", "1-8-8-8", "2-4-4-4", "1-2-4-8", "1-1-1-1", "2-8-16-32", "1-8-32-32", "1-1-16-32",
+            "2-8-32-32", "4-16-32-32", "1-16-32-32"):
     VARIANTS["k" + _ks] = make(tuple(int(v) for v in _ks.split("-")))
 
 
 def main() -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("THREADS", 1)))
     torch.manual_seed(0)
     model = Conv4(n_classes=5)
     params = dict(model.named_parameters())
@@ -110,6 +113,9 @@ def main() -> None:
     def run(name):
         if name == "loop":
             return torch.autograd.grad(_l2l_loop(model, params, b, K, 0.4, fo), leaves)
+        if name == "vmap":
+            return torch.autograd.grad(maml_meta_loss(params, {}, b, model=model, loss_fn=F.cross_entropy, steps=K,
+                                                      lr=0.4, first_order=fo, vectorize=True)[0], leaves)
         Conv4.forward_tasks = VARIANTS.get(name, native)  # "default": the library's own
         try:
             return torch.autograd.grad(maml_meta_loss(params, {}, b, model=model, loss_fn=F.cross_entropy, steps=K,
@@ -128,7 +134,8 @@ def main() -> None:
             run(name)
             cpu[name].append(time.process_time() - c0)
     lo = statistics.median(cpu["loop"]) if "loop" in cpu else float("nan")
-    print(f"T={T} K={K} order {1 if fo else 2}; CPU s per meta-step, median of {len(cpu[sel[0]])}:")
+    print(f"T={T} K={K} order {1 if fo else 2}, {torch.get_num_threads()} thread(s); CPU s per meta-step, median of "
+          f"{len(cpu[sel[0]])}:")
     for k, v in cpu.items():
         m = statistics.median(v)
         print(f"{k:12s} median {m:.3f}  loop/this {lo / m:.2f}x  runs {[round(a, 3) for a in v]}", flush=True)

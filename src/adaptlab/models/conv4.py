@@ -52,11 +52,13 @@ def conv_block(c_in: int, c_out: int, track_running_stats: bool = False) -> nn.S
 
 def fold_chunk(n: int, hidden: int, pixels: int, budget: int, itemsize: int = 4) -> int:
     """Tasks per folded chunk at one layer: the most whose activations ``(n, c*hidden, H, W)`` fit in ``budget``
-    bytes (at least 1). :meth:`Conv4.forward_tasks` applies it layer by layer with ``Conv4.fold_bytes`` = 1 MiB:
-    5-way 1-shot Omniglot tasks then run the 28x28 layer one task at a time (its batch-norm and pooling tensors,
-    1 MB, stay in a core's 2 MB cache; its convolution is then the per-task loop's own, which also brings the
-    float32 meta-gradient to the loop's, benchmarks/results/maml_conv_profile.md) and the 14, 7 and 3 px
-    layers in chunks of 4, 16 and 91 tasks.
+    bytes (at least 1). :meth:`Conv4.forward_tasks` applies it layer by layer with ``Conv4.fold_bytes`` = 1 MiB
+    per thread. At one thread 5-way 1-shot Omniglot tasks then run the 28x28 layer one task at a time (its
+    batch-norm and pooling tensors, 1 MB, stay in a core's 2 MB cache; its convolution is then the per-task
+    loop's own, which also brings the float32 meta-gradient to the loop's) and the 14, 7 and 3 px layers in
+    chunks of 4, 16 and 91 tasks; at two threads in chunks of 2, 8, 33 and 182 (one task per chunk at the first
+    layer was 1.4x slower there: too little work per parallel kernel). Measured in
+    benchmarks/results/maml_conv_profile.md.
 
     Example::
 
@@ -87,7 +89,8 @@ class Conv4(nn.Module):
         self.hidden = hidden
         self.head = nn.Linear(self.feature_dim(image_size), n_classes) if n_classes else None
 
-    fold_bytes = 1 << 20  # forward_tasks folds, per layer, as many tasks as fit in this many bytes (fold_chunk)
+    fold_bytes = 1 << 20  # forward_tasks folds, per layer, as many tasks as fit in this many bytes per thread
+    # (fold_chunk with fold_bytes * torch.get_num_threads())
 
     def feature_dim(self, image_size: int) -> int:
         side = image_size
@@ -110,10 +113,11 @@ class Conv4(nn.Module):
         in the module's own train/eval mode; running statistics, when tracked, are updated per task in place
         in ``buffers``), computed with tasks folded into channels: one grouped convolution per chunk of tasks
         and layer. Each layer folds :func:`fold_chunk` tasks per chunk (a fixed rule: a chunk's activations at
-        that layer fit in ``self.fold_bytes``), so the elementwise batch-norm, ReLU and pooling work runs on
-        cache-sized tensors; the ReLU is applied after the max-pool (the two commute exactly, values and
-        gradients), and batch norm and pooling are :mod:`adaptlab.models.fastops` (torch's values and
-        derivatives, a cheaper double backward and a vectorized pooling kernel on CPU).
+        that layer fit in ``self.fold_bytes`` per intra-op thread, ``torch.get_num_threads()``), so the
+        elementwise batch-norm, ReLU and pooling work runs on cache-sized tensors; the ReLU is applied after
+        the max-pool (the two commute exactly, values and gradients), and batch norm and pooling are
+        :mod:`adaptlab.models.fastops` (torch's values and derivatives, a cheaper double backward and a
+        vectorized pooling kernel on CPU).
 
         Args:
             params: every parameter of the module by name, each ``(T, *shape)`` (expanded views are fine).
@@ -131,9 +135,10 @@ class Conv4(nn.Module):
             torch.Size([2, 4, 3])
         """
         T, n = x.shape[:2]
+        budget = self.fold_bytes * torch.get_num_threads()   # each thread's share of a chunk: fold_bytes
         hs, c_prev = [x.transpose(0, 1).reshape(n, T * x.shape[2], *x.shape[3:])], T   # [(n, T*C, H, W)]
         for i, block in enumerate(self.features):
-            c = min(T, fold_chunk(n, self.hidden, hs[0].shape[-2] * hs[0].shape[-1], self.fold_bytes,
+            c = min(T, fold_chunk(n, self.hidden, hs[0].shape[-2] * hs[0].shape[-1], budget,
                                   x.element_size()))                           # tasks per chunk at this layer
             if c != c_prev:  # re-chunk: whole groups of the previous chunks when c is a multiple, else cat + split
                 if c > c_prev and c % c_prev == 0:
