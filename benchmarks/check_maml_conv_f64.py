@@ -1,6 +1,7 @@
 """Float64 check of the grid's T = 32, K = 5 cell: default path and vmap against the per-task loop.
 
     python benchmarks/check_maml_conv_f64.py
+    THREADS=2 OMP_WAIT_POLICY=PASSIVE python benchmarks/check_maml_conv_f64.py
 
 Same batch as ``bench_omniglot.py --part maml-paths`` (its second sample). For each order it prints, per dtype
 and path (``loop``, ``auto`` = the default folded path, ``True`` = vmap), the relative difference of the
@@ -21,7 +22,7 @@ from adaptlab.models.conv4 import Conv4  # noqa: E402
 from adaptlab.tasks.batch import SupportQuery  # noqa: E402
 from bench_omniglot import _episodes, _l2l_loop  # noqa: E402
 
-torch.set_num_threads(1)
+torch.set_num_threads(int(os.environ.get("THREADS", 1)))  # 2: the folded path chunks the first layer in pairs
 torch.manual_seed(0)
 model = Conv4(n_classes=5)
 sampler, g = _episodes(5, 1, 1, 1)
