@@ -117,12 +117,13 @@ def test_folded_adapt_tasks_equals_the_per_task_loop():
 
 
 def test_fold_chunk_rule():
-    """The most tasks whose first-layer activations fit the budget, never fewer than one."""
+    """The most tasks whose activations at a layer fit the budget, never fewer than one."""
     per_task = 5 * 64 * 28 * 28 * 4  # 5 images, 64 channels, 28x28, float32: 1 MB
     assert fold_chunk(5, 64, 28 * 28, 8 * per_task) == 8
     assert fold_chunk(5, 64, 28 * 28, 8 * per_task - 1) == 7
     assert fold_chunk(5, 64, 28 * 28, 1) == 1
-    assert fold_chunk(5, 64, 28 * 28, Conv4.fold_bytes) == 4  # the default: 5-way 1-shot Omniglot, 4 tasks
+    # the default, layer by layer (28, 14, 7, 3 px) of 5-way 1-shot Omniglot: 1, 4, 16, 91 tasks per chunk
+    assert [fold_chunk(5, 64, s * s, Conv4.fold_bytes) for s in (28, 14, 7, 3)] == [1, 4, 16, 91]
 
 
 def test_relu_after_pool_equals_pool_after_relu_with_gradients():
@@ -152,3 +153,27 @@ def test_chooser_rule_and_its_errors():
         choose_path(conv, None, x_img, "fast")
     with pytest.raises(ValueError, match="needs a model with forward_tasks"):
         choose_path(mlp, None, x_vec, "folded")
+
+
+def test_chunk_budget_is_per_thread_and_the_result_does_not_depend_on_it(monkeypatch):
+    """forward_tasks sizes chunks with fold_bytes per intra-op thread (one task per chunk at 1 thread, two at 2
+    threads here) and equals the stacked per-task calls either way."""
+    import adaptlab.models.conv4 as conv4
+
+    net = _net()
+    net.fold_bytes = 5 * net.hidden * 28 * 28 * 8  # one float64 task of 5 images at the 28 px layer
+    T, g = 4, torch.Generator().manual_seed(2)
+    params = {k: v + 0.1 * torch.randn(T, *v.shape, generator=g, dtype=v.dtype) for k, v in net.named_parameters()}
+    x = torch.randn(T, 5, 1, 28, 28, generator=g, dtype=torch.float64)
+    want = torch.stack([functional_call(net, {k: v[t] for k, v in params.items()}, (x[t],)) for t in range(T)])
+    chunks = []
+    monkeypatch.setattr(conv4, "fold_chunk", lambda *a: chunks.append(fold_chunk(*a)) or chunks[-1])
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            chunks.clear()
+            assert_close(net.forward_tasks(params, {}, x), want)
+            assert chunks[0] == n  # the 28 px layer: n tasks per chunk
+    finally:
+        torch.set_num_threads(threads)

@@ -7,6 +7,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
                   "joint_mask", "self_mask"],
     "cnn": ["LeNet5", "MNIST1DCNN", "SequentialCNN", "VGGNet"],
     "conv4": ["Conv4", "conv_block", "fold_chunk"],
+    "fastops": ["batch_norm_train", "max_pool2"],
     "mlp": ["MLP"],
     "mtl_lenet": ["multimnist_cross_stitch", "multimnist_lenet"],
     "omniglot_mtl": ["omniglot_mtl_blocks", "omniglot_mtl_head"],

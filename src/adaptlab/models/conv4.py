@@ -12,11 +12,12 @@ statistics, train and test behave alike, and ``torch.func.vmap`` over episodes n
 forward, picked automatically by :func:`adaptlab.meta.maml.maml_meta_loss`): the tasks are folded into the
 channel dimension, ``(n, T*C, H, W)``, every convolution is one grouped convolution (``groups=T``) and every
 batch norm one plain batch norm over ``T*C`` channels, which normalizes each task with its own statistics.
-The activations stay contiguous in that layout from the first layer to the head, and the tasks are folded in
-chunks whose first-layer activations fit ``Conv4.fold_bytes`` (:func:`fold_chunk`), so the memory-bound batch-norm
-work (and its double backward) runs on cache-sized tensors. ``torch.vmap`` over tasks
-computes the same thing but leaves the batch-norm and pooling tensors permuted, whose elementwise kernels
-(and their double backward) then dominate a meta-step on CPU.
+The activations stay contiguous in that layout from the first layer to the head, and each layer folds the
+tasks in chunks whose activations fit ``Conv4.fold_bytes`` (:func:`fold_chunk`), so the memory-bound batch-norm
+work (and its double backward) runs on cache-sized tensors; batch norm and max-pooling are the exact
+re-formulations of :mod:`adaptlab.models.fastops`. ``torch.vmap`` over tasks computes the same thing but leaves
+the batch-norm and pooling tensors permuted, whose elementwise kernels (and their double backward) then
+dominate a meta-step on CPU.
 
 Example::
 
@@ -38,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adaptlab.models.fastops import batch_norm_train, max_pool2
 from adaptlab.models.registry import register
 
 
@@ -49,15 +51,19 @@ def conv_block(c_in: int, c_out: int, track_running_stats: bool = False) -> nn.S
 
 
 def fold_chunk(n: int, hidden: int, pixels: int, budget: int, itemsize: int = 4) -> int:
-    """Tasks per folded chunk: the most whose first-layer activations ``(n, c*hidden, H, W)`` fit in ``budget``
-    bytes (at least 1). On a 2-core CPU, 32 folded 5-way 1-shot Omniglot tasks (32 MB per first-layer
-    activation) run the batch-norm double backward from memory; folded in chunks of 4 tasks (4 MB) a
-    second-order meta-step took 0.8x the CPU time (benchmarks/bench_maml_conv_fold.py).
+    """Tasks per folded chunk at one layer: the most whose activations ``(n, c*hidden, H, W)`` fit in ``budget``
+    bytes (at least 1). :meth:`Conv4.forward_tasks` applies it layer by layer with ``Conv4.fold_bytes`` = 1 MiB
+    per thread. At one thread 5-way 1-shot Omniglot tasks then run the 28x28 layer one task at a time (its
+    batch-norm and pooling tensors, 1 MB, stay in a core's 2 MB cache; its convolution is then the per-task
+    loop's own, which also brings the float32 meta-gradient to the loop's) and the 14, 7 and 3 px layers in
+    chunks of 4, 16 and 91 tasks; at two threads in chunks of 2, 8, 33 and 182 (one task per chunk at the first
+    layer was 1.4x slower there: too little work per parallel kernel). Measured in
+    benchmarks/results/maml_conv_profile.md.
 
     Example::
 
-        >>> fold_chunk(n=5, hidden=64, pixels=28 * 28, budget=4 << 20)
-        4
+        >>> [fold_chunk(n=5, hidden=64, pixels=s * s, budget=1 << 20) for s in (28, 14, 7, 3)]
+        [1, 4, 16, 91]
     """
     return max(1, budget // (n * hidden * pixels * itemsize))
 
@@ -83,7 +89,8 @@ class Conv4(nn.Module):
         self.hidden = hidden
         self.head = nn.Linear(self.feature_dim(image_size), n_classes) if n_classes else None
 
-    fold_bytes = 4 << 20  # forward_tasks folds as many tasks as fit in this many bytes per activation (fold_chunk)
+    fold_bytes = 1 << 20  # forward_tasks folds, per layer, as many tasks as fit in this many bytes per thread
+    # (fold_chunk with fold_bytes * torch.get_num_threads())
 
     def feature_dim(self, image_size: int) -> int:
         side = image_size
@@ -104,10 +111,13 @@ class Conv4(nn.Module):
 
         Equal to ``torch.stack([functional_call(self, (p_t, b_t), (x[t],)) for t in range(T)])`` (batch norm
         in the module's own train/eval mode; running statistics, when tracked, are updated per task in place
-        in ``buffers``), computed with tasks folded into channels: one grouped convolution per layer. The tasks
-        are folded in chunks of :func:`fold_chunk` tasks (a fixed rule: a chunk's first-layer activations fit
-        in ``self.fold_bytes``), and the ReLU is applied after the max-pool (the two commute exactly, values and
-        gradients), so the elementwise batch-norm, ReLU and pooling work runs on cache-sized tensors.
+        in ``buffers``), computed with tasks folded into channels: one grouped convolution per chunk of tasks
+        and layer. Each layer folds :func:`fold_chunk` tasks per chunk (a fixed rule: a chunk's activations at
+        that layer fit in ``self.fold_bytes`` per intra-op thread, ``torch.get_num_threads()``), so the
+        elementwise batch-norm, ReLU and pooling work runs on cache-sized tensors; the ReLU is applied after
+        the max-pool (the two commute exactly, values and gradients), and batch norm and pooling are
+        :mod:`adaptlab.models.fastops` (torch's values and derivatives, a cheaper double backward and a
+        vectorized pooling kernel on CPU).
 
         Args:
             params: every parameter of the module by name, each ``(T, *shape)`` (expanded views are fine).
@@ -125,36 +135,48 @@ class Conv4(nn.Module):
             torch.Size([2, 4, 3])
         """
         T, n = x.shape[:2]
-        c = fold_chunk(n, self.hidden, x.shape[-2] * x.shape[-1], self.fold_bytes, x.element_size())
-        if c >= T:
-            return self._forward_folded(params, buffers, x)
-        return torch.cat([self._forward_folded({k: v[i:i + c] for k, v in params.items()},
-                                               {k: v[i:i + c] for k, v in buffers.items()}, x[i:i + c])
-                          for i in range(0, T, c)])                           # (T, n, ...)
-
-    def _forward_folded(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                        x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward_tasks` of one chunk of tasks, all folded into channels."""
-        T, n = x.shape[:2]
-        h = x.transpose(0, 1).reshape(n, T * x.shape[2], *x.shape[3:])      # (n, T*C, H, W)
+        budget = self.fold_bytes * torch.get_num_threads()   # each thread's share of a chunk: fold_bytes
+        hs, c_prev = [x.transpose(0, 1).reshape(n, T * x.shape[2], *x.shape[3:])], T   # [(n, T*C, H, W)]
         for i, block in enumerate(self.features):
-            conv, bn = f"features.{i}.0.", f"features.{i}.1."
-            w = params[conv + "weight"]                                       # (T, O, C, k, k)
-            h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), params[conv + "bias"].reshape(-1), padding=1,
-                         groups=T)                                            # (n, T*O, H, W)
-            stats = bn + "running_mean" in buffers
-            mean = buffers[bn + "running_mean"].view(-1) if stats else None  # views: updated in place
-            var = buffers[bn + "running_var"].view(-1) if stats else None
-            if stats and block[1].momentum is None:
-                raise ValueError("BatchNorm momentum=None (cumulative average) is not supported by "
-                                 "forward_tasks; expected a float momentum (the default 0.1)")
-            h = F.batch_norm(h, mean, var, params[bn + "weight"].reshape(-1), params[bn + "bias"].reshape(-1),
-                             training=block[1].training or not stats, momentum=block[1].momentum or 0.0,
-                             eps=block[1].eps)
-            if stats and block[1].training:
-                buffers[bn + "num_batches_tracked"].add_(1)
-            h = F.relu(F.max_pool2d(h, 2))  # = max_pool(relu(h)), 4x fewer ReLU elements; (n, T*O, H/2, W/2)
+            c = min(T, fold_chunk(n, self.hidden, hs[0].shape[-2] * hs[0].shape[-1], budget,
+                                  x.element_size()))                           # tasks per chunk at this layer
+            if c != c_prev:  # re-chunk: whole groups of the previous chunks when c is a multiple, else cat + split
+                if c > c_prev and c % c_prev == 0:
+                    k = c // c_prev
+                    hs = [torch.cat(hs[j:j + k], 1) if len(hs[j:j + k]) > 1 else hs[j] for j in range(0, len(hs), k)]
+                else:
+                    h = torch.cat(hs, 1) if len(hs) > 1 else hs[0]
+                    hs = list(h.split(c * (h.shape[1] // T), 1))
+                c_prev = c
+            # split, not slices: a split's backward is one concatenation, each slice's a zero-filled (T, ...) tensor
+            ps = {k: v.split(c) for k, v in params.items() if k.startswith(f"features.{i}.")}
+            bs = {k: v.split(c) for k, v in buffers.items() if k.startswith(f"features.{i}.")}
+            hs = [self._block(i, block, {k: v[j] for k, v in ps.items()}, {k: v[j] for k, v in bs.items()}, h)
+                  for j, h in enumerate(hs)]                                  # [(n, c*O, H/2, W/2)]
+        h = torch.cat(hs, 1) if len(hs) > 1 else hs[0]                        # (n, T*O, H', W')
         z = h.reshape(n, T, -1).transpose(0, 1)                              # (T, n, D)
         if self.head is None:
             return z
         return torch.baddbmm(params["head.bias"].unsqueeze(1), z, params["head.weight"].transpose(1, 2))
+
+    def _block(self, i: int, block: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+               h: torch.Tensor) -> torch.Tensor:
+        """Block ``i`` of one chunk of c tasks folded into channels: ``(n, c*C, H, W) -> (n, c*O, H/2, W/2)``."""
+        conv, bn = f"features.{i}.0.", f"features.{i}.1."
+        w = params[conv + "weight"]                                           # (c, O, C, k, k)
+        h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), params[conv + "bias"].reshape(-1), padding=1,
+                     groups=w.shape[0])                                       # (n, c*O, H, W)
+        stats = bn + "running_mean" in buffers
+        mean = buffers[bn + "running_mean"].view(-1) if stats else None      # views: updated in place
+        var = buffers[bn + "running_var"].view(-1) if stats else None
+        if stats and block[1].momentum is None:
+            raise ValueError("BatchNorm momentum=None (cumulative average) is not supported by "
+                             "forward_tasks; expected a float momentum (the default 0.1)")
+        gamma, beta = params[bn + "weight"].reshape(-1), params[bn + "bias"].reshape(-1)
+        if block[1].training or not stats:   # batch statistics: a closed-form double backward (fastops)
+            h = batch_norm_train(h, gamma, beta, mean, var, block[1].momentum or 0.0, block[1].eps)
+        else:
+            h = F.batch_norm(h, mean, var, gamma, beta, training=False, eps=block[1].eps)
+        if stats and block[1].training:
+            buffers[bn + "num_batches_tracked"].add_(1)
+        return F.relu(max_pool2(h))  # = max_pool(relu(h)), 4x fewer ReLU elements; (n, c*O, H/2, W/2)
