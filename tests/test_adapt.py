@@ -3,6 +3,8 @@ graph through a frozen prefix), Auto-RGN / Auto-SNR weights against hand computa
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -195,3 +197,34 @@ def test_recalibrate_bn_sets_the_mean_of_the_data():
     bn = net.stem[1]
     assert_close(bn.running_mean, h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)  # float32 sums over chunks
     assert not net.training and bn.momentum == 0.1
+
+
+@pytest.mark.parametrize("tune", [["block2"], "all"])
+def test_finetune_recomputes_the_trained_batch_norms_statistics_on_x_with_the_final_weights(tune):
+    torch.manual_seed(5)
+    src = resnet_small()
+    x, y = _data(40)
+    tuned, _ = adapt.finetune(src, x, y, tune=tune, steps=4, lr=0.05, batch_size=16)
+    stale, _ = adapt.finetune(src, x, y, tune=tune, steps=4, lr=0.05, batch_size=16, recalibrate=False)
+    for (n, p), q in zip(tuned.named_parameters(), stale.parameters()):
+        assert torch.equal(p, q), f"{n}: recalibration must not touch the weights"
+    assert not tuned.training
+    inputs = {}
+    trained = set(adapt.select_blocks(src, tune))
+    oracle = adapt.train_mode(copy.deepcopy(tuned), trained)  # the trained BNs see x as one batch: exact stats
+    for n, m in oracle.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_pre_hook(lambda m, a, n=n: inputs.update({n: a[0]}))
+    with torch.no_grad():
+        oracle(x)
+    bns = {n: m for n, m in tuned.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    src_buf, stale_buf = dict(src.named_buffers()), dict(stale.named_buffers())
+    for n, m in bns.items():
+        if f"{n}.weight" in trained:  # a trained BN: the exact mean / unbiased variance of its input over x
+            h = inputs[n]
+            assert_close(m.running_mean, h.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)  # float32 chunk sums
+            assert_close(m.running_var, h.var(dim=(0, 2, 3), unbiased=True), rtol=1e-4, atol=1e-5)
+            assert not torch.allclose(stale_buf[f"{n}.running_mean"], m.running_mean, rtol=1e-3, atol=1e-4)
+        else:  # a frozen block's BN keeps the source statistics bit for bit
+            assert torch.equal(m.running_mean, src_buf[f"{n}.running_mean"]), n
+            assert torch.equal(m.running_var, src_buf[f"{n}.running_var"]), n
