@@ -10,10 +10,19 @@ import torch
 
 from adaptlab.engine import cosine
 from adaptlab.errors import ConfigError
-from adaptlab.experiments.vit_windowed import TrainConfig, VitWindowedConfig, held_out_images, jobs, summary, train_one
+from adaptlab.experiments.vit_windowed import (
+    TrainConfig,
+    VitWindowedConfig,
+    held_out_images,
+    jobs,
+    summary,
+    token_reach,
+    train_one,
+)
 from adaptlab.models.captioner import Captioner
 from adaptlab.models.vit import ViT
 
+from conftest import assert_close
 from helpers import cli
 
 # ------------------------------------------------------------------------------- bad input (issue 17)
@@ -28,6 +37,8 @@ from helpers import cli
     (["--set", "train.warmup=5000"], "train.warmup=5000"),
     (["--set", "seeds=0"], "seeds=0"),
     (["--set", "stem=-1"], "stem=-1"),
+    (["--set", "stem_depth=0"], "stem_depth=0"),
+    (["--set", "pool=sum"], "pool='sum'"),
 ])
 def test_vit_windowed_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path):
     code, _, err = cli("run", "vit-windowed", *argv, "--out", str(tmp_path / "o"))
@@ -41,6 +52,8 @@ def test_vit_windowed_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path):
     (lambda: ViT(image_size=56, patch=7, window=16), "window=16 is invalid for a 8x8 patch grid"),  # too large
     (lambda: ViT(image_size=56, patch=7, window=3), "window=3 is invalid for a 8x8 patch grid"),  # not a divisor
     (lambda: ViT(stem=-2), "stem=-2"),
+    (lambda: ViT(stem=4, stem_depth=0), "stem_depth=0"),
+    (lambda: ViT(pool="cls"), "pool='cls'"),
     (lambda: Captioner(vocab_size=10, max_len=5)(torch.zeros(1, 1, 28, 28), torch.ones(1, 6, dtype=torch.long)),
      "max_len=5"),  # a caption longer than the decoder's context
     (lambda: Captioner(vocab_size=10, max_len=5)(torch.zeros(1, 1, 28, 28), torch.tensor([[1, 12]])),
@@ -86,6 +99,36 @@ def test_stem_is_additive_and_differentiable():
     assert net.embed.in_channels == 3
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: net(t), (x,))
+
+
+def test_deeper_stem_and_max_pool_are_additive_and_differentiable():
+    torch.manual_seed(0)
+    one = ViT(image_size=8, patch=2, dim=8, depth=1, heads=2, window=2, n_classes=3, stem=3)
+    torch.manual_seed(0)
+    same = ViT(image_size=8, patch=2, dim=8, depth=1, heads=2, window=2, n_classes=3, stem=3, stem_depth=1)
+    assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), same.state_dict().values()))
+    net = ViT(image_size=8, patch=2, dim=8, depth=1, heads=2, window=2, n_classes=3, stem=3, stem_depth=2,
+              pool="max").double()
+    convs = [m for m in net.stem if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 3), (3, 3)]
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert_close(net(x), net.head(net.encode(x).amax(1)))  # max over tokens, per channel
+    assert (net(x) - net.head(net.encode(x).mean(1))).abs().max() > 1e-3
+    assert torch.autograd.gradcheck(lambda t: net(t), (x,))  # random input: no ties in the max
+
+
+def test_token_reach_is_one_window_then_the_shifted_union_then_everything():
+    """K = 4 windows on the 8 x 8 grid of 56 px: depth 1 sees its window (16 / 64 tokens); depth 2 sees the
+    union of the windows under its shifted window: 2 x 2 corner regions 25%, 2 x 4 edge regions 50%, the
+    central 4 x 4 region everything (mean 0.25 * 0.25 + 0.5 * 0.5 + 0.25 * 1); depth 3 everything."""
+    cfg = VitWindowedConfig(dim=8, heads=2)
+    r = {d: token_reach("windowed", 56, d, cfg) for d in (1, 2, 3)}
+    assert r[1] == {"mean": 0.25, "min": 0.25, "max": 0.25, "full": 0.0}
+    assert r[2] == {"mean": 0.5625, "min": 0.25, "max": 1.0, "full": 0.25}
+    assert r[3] == {"mean": 1.0, "min": 1.0, "max": 1.0, "full": 1.0}
+    assert token_reach("global", 56, 1, cfg)["full"] == 1.0
+    causal = token_reach("causal", 56, 2, cfg)  # token i sees tokens 0..i at any depth
+    assert causal["mean"] == pytest.approx(65 / 128) and causal["min"] == 1 / 64 and causal["full"] == 1 / 64
 
 
 def test_jobs_pair_every_variant_on_each_seed_and_test_sets_are_shared():

@@ -54,6 +54,8 @@ class VitWindowedConfig(BaseConfig):
     depth: int = 2  # blocks (windowed: one plain, one shifted)
     heads: int = 2  # attention heads
     stem: int = 8  # channels of a 3x3 conv stem before the patch embedding (0: none; 8: ~2x fewer steps)
+    stem_depth: int = 1  # 3x3 convolutions (+ GELU) in that stem, at full resolution
+    pool: str = "mean"  # how the head pools the tokens: "mean" or "max"
     n_train: int = 60000  # MNIST-train digits drawn from (placements are fresh at every step)
     n_test: int = 2000  # test images (digits from MNIST's test split, the same for every variant and seed)
     seeds: int = 3  # training seeds per variant at the first canvas (CIs over them)
@@ -80,6 +82,8 @@ class VitWindowedConfig(BaseConfig):
               f"a multiple of 4 * heads = {4 * self.heads}, at most 4096")
         check(1 <= self.depth <= 64, "depth", self.depth, "an integer in 1..64")
         check(0 <= self.stem <= 1024, "stem", self.stem, "0 (no stem) or a number of channels up to 1024")
+        check(self.pool in ("mean", "max"), "pool", self.pool, "'mean' or 'max'")
+        check(1 <= self.stem_depth <= 16, "stem_depth", self.stem_depth, "an integer in 1..16")
         check(1 <= self.n_train <= 60000, "n_train", self.n_train, "an integer in 1..60000")
         check(1 <= self.n_test <= 10000, "n_test", self.n_test, "an integer in 1..10000")
         check(1 <= self.seeds <= 100, "seeds", self.seeds, "an integer in 1..100")
@@ -105,7 +109,8 @@ def make_vit(variant: str, canvas: int, cfg: VitWindowedConfig):
 
     return ViT(image_size=canvas, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                window=cfg.window if variant == "windowed" else None, causal=variant == "causal", n_classes=10,
-               stem=cfg.stem)
+               stem=cfg.stem, stem_depth=cfg.stem_depth,
+               pool=cfg.pool)
 
 
 def held_out_images(canvas: int, cfg: VitWindowedConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +178,34 @@ def forward_cost(variant: str, canvas: int, cfg: VitWindowedConfig, repeats: int
     return flops, sorted(ts)[len(ts) // 2]
 
 
+def token_reach(variant: str, canvas: int, depth: int, cfg: VitWindowedConfig) -> dict:
+    """How much of the patch grid each output token of ``depth`` blocks can see, measured with autograd.
+
+    For every output token i of a randomly initialised stack of ``depth`` blocks, the input tokens j with a
+    nonzero gradient d out_i / d in_j (summed over channels). Masked keys get exactly zero weight, so the
+    pattern is the model's connectivity: one K x K window at depth 1 for ``windowed``, i + 1 raster tokens
+    for ``causal``, the whole grid for ``global``.
+
+    Returns: ``{"mean", "min", "max"}`` fraction of the G x G grid an output token sees, and ``"full"``, the
+    fraction of output tokens that see all of it.
+    """
+    from adaptlab.models.vit import Block
+
+    g = canvas // cfg.patch
+    window = cfg.window if variant == "windowed" else None
+    shift = 0 if window is None or window == g else window // 2
+    torch.manual_seed(0)
+    blocks = torch.nn.Sequential(*[Block(cfg.dim, cfg.heads, g, window, shift if i % 2 else 0, 2.0,
+                                         variant == "causal") for i in range(depth)]).double()
+    x = torch.randn(1, g, g, cfg.dim, dtype=torch.float64, requires_grad=True)
+    y = blocks(x).reshape(g * g, cfg.dim)  # (N, D)
+    seen = torch.stack([torch.autograd.grad(y[i].sum(), x, retain_graph=True)[0].abs().sum(-1).flatten() > 0
+                        for i in range(g * g)])  # (N out, N in)
+    frac = seen.double().mean(1)  # (N,)
+    return {"mean": float(frac.mean()), "min": float(frac.min()), "max": float(frac.max()),
+            "full": float(seen.all(1).double().mean())}
+
+
 def jobs(cfg: VitWindowedConfig) -> list[tuple[str, int, int]]:
     """(variant, canvas, seed) of every model, in training order."""
     c0 = cfg.canvases[0]
@@ -212,11 +245,13 @@ def run(cfg: VitWindowedConfig, out_dir: Path, resume: bool = False) -> dict:
             flops, sec = forward_cost(v, c, cfg)
             cost.setdefault(v, {})[str(c)] = flops
             fwd.setdefault(v, {})[str(c)] = sec
+    reach = {v: {str(d): token_reach(v, cfg.canvases[0], d, cfg) for d in range(1, max(cfg.depth, 4) + 1)}
+             for v in VARIANTS}
     return {"accuracy": {v: {c: a["mean"] for c, a in d.items()} for v, d in acc.items()},
             "accuracy_ci95": {v: {c: a["ci95"] for c, a in d.items()} for v, d in acc.items()},
             "accuracy_seeds": per, "final_loss": loss,
             "paired_gap": {k: {**_mean_ci(d), "per_seed": d} for k, d in paired.items()},
-            "cost": cost, "tokens": {str(c): (c // cfg.patch) ** 2 for c in cfg.cost_sizes},
+            "reach": reach, "cost": cost, "tokens": {str(c): (c // cfg.patch) ** 2 for c in cfg.cost_sizes},
             "timings": {"forward_cpu_seconds": fwd, "train_seconds_per_step": step_s, "train_cpu_seconds": cpu}}
 
 
@@ -263,6 +298,16 @@ def summary(results: dict, cfg: VitWindowedConfig) -> str:
     lines += ["", f"**Windowed vs global at {c0} px**: {acc['windowed'][c0]:.1f}% vs {acc['global'][c0]:.1f}%; "
               f"paired by seed, windowed - global = {wg['mean']:+.1f} ± {wg['ci95']:.1f} points "
               f"(per seed: {', '.join(f'{d:+.1f}' for d in wg['per_seed'])})."]
+    if "reach" in results:
+        r, g = results["reach"]["windowed"], cfg.canvases[0] // cfg.patch
+        full = min((int(d) for d in r if r[d]["full"] == 1.0), default=None)
+        ds = sorted(r, key=int)
+        mean = " / ".join(f"{100 * r[d]['mean']:.0f}" for d in ds)
+        whole = " / ".join(f"{100 * r[d]['full']:.0f}" for d in ds)
+        lines.append(f"Receptive field of the windowed blocks on the {g}x{g} grid (autograd): after "
+                     f"{' / '.join(ds)} blocks a token sees on average {mean}% of the grid, and {whole}% of "
+                     "tokens see all of it"
+                     + (f" (all from {full} blocks on)" if full else "") + f"; this model has {cfg.depth}.")
     cheaper = [c for c in cfg.cost_sizes if cost["windowed"][str(c)] < cost["global"][str(c)]]
     if cheaper:
         lines.append(f"Windowed attention counts fewer FLOPs from {cheaper[0]} px up.")
