@@ -5,7 +5,7 @@ trains every named variant at the first canvas with that config (``fit``, Adam, 
 ``adaptlab run vit-windowed`` does for seed 0) and prints its test accuracy, last-50-step loss and one-thread
 CPU seconds. Output of the probes that chose the default recipe: ``benchmarks/results/vit_converge_probe.md``.
 
-    python benchmarks/vit_converge_probe.py global,windowed depth=4 stem_depth=2 train.steps=1000 n_test=1000
+    python benchmarks/vit_converge_probe.py global,windowed train.steps=1000 n_test=1000
 """
 
 from __future__ import annotations
