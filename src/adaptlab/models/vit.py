@@ -182,14 +182,19 @@ class ViT(nn.Module):
             the patch embedding (0, the default: none). It gives every token local stroke features, which
             makes a small ViT trained from scratch converge in far fewer steps (Xiao et al. 2021); its cost
             grows like H^2, like the patch embedding's.
-        n_classes: size of the head on the mean-pooled tokens; None: ``forward`` returns the tokens.
+        pool: how ``forward`` pools the tokens for the head, ``"mean"`` (the default) or ``"max"`` (per
+            channel; a small object on a blank canvas is not diluted by the blank tokens).
+        stem_depth: 3x3 convolutions (each + GELU, ``stem`` channels, full resolution) in that stem (1, the
+            default: one). Each one widens a token's receptive field by 2 pixels and adds a nonlinearity.
+        n_classes: size of the head on the pooled tokens (``pool``); None: ``forward`` returns the tokens.
         embed: the patch embedding, ``"patch"`` (one P x P convolution of stride P) or ``"conv"`` (``log2 P``
             stride-2 3 x 3 convolutions; same grid, P a power of two; after the ``stem`` if there is one).
     """
 
     def __init__(self, image_size: int = 28, patch: int = 7, in_channels: int = 1, dim: int = 32, depth: int = 2,
                  heads: int = 4, mlp_ratio: float = 2.0, window: int | None = 2, positions: str = "learned",
-                 causal: bool = False, n_classes: int | None = 10, stem: int = 0, embed: str = "patch"):
+                 causal: bool = False, n_classes: int | None = 10, stem: int = 0, embed: str = "patch",
+                 stem_depth: int = 1, pool: str = "mean"):
         super().__init__()
         self.grid = grid = check_grid(image_size, patch, window)
         if positions not in ("learned", "sinusoidal"):
@@ -198,10 +203,15 @@ class ViT(nn.Module):
             raise ConfigError(f"causal=True is invalid with window={window}; expected window=None (global)")
         if stem < 0:
             raise ConfigError(f"stem={stem} is invalid; expected 0 (no stem) or a positive number of channels")
+        if stem_depth < 1:
+            raise ConfigError(f"stem_depth={stem_depth} is invalid; expected a positive number of convolutions")
+        if pool not in ("mean", "max"):
+            raise ConfigError(f"pool={pool!r} is invalid; expected 'mean' or 'max'")
         if embed not in ("patch", "conv"):
             raise ConfigError(f"embed={embed!r} is invalid; expected 'patch' or 'conv'")
-        self.image_size, self.patch, self.in_channels = image_size, patch, in_channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, padding=1), nn.GELU()) if stem else None
+        self.image_size, self.patch, self.in_channels, self.pool = image_size, patch, in_channels, pool
+        self.stem = nn.Sequential(*[m for i in range(stem_depth) for m in (
+            nn.Conv2d(stem if i else in_channels, stem, 3, padding=1), nn.GELU())]) if stem else None
         if embed == "patch":
             self.embed = nn.Conv2d(stem or in_channels, dim, patch, stride=patch)
         else:
@@ -232,4 +242,6 @@ class ViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, n_classes) or (B, N, D)
         z = self.encode(x)
-        return self.head(z.mean(1)) if self.head is not None else z
+        if self.head is None:
+            return z
+        return self.head(z.mean(1) if self.pool == "mean" else z.amax(1))
