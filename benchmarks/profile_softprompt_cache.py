@@ -14,7 +14,9 @@ round by round (same loss and gradient, checked against the uncached one):
   sees the prompt and itself, causally) and positions restarting at P in every row;
 - ``shared`` (``cache_prefix="shared"``, the library's default where the model supports it): the same packed
   sequence, but each layer's attention split into the prompt's (P x P, batch 1) and the rows' (L x (P + L),
-  batch B, the prompt's keys and values expanded): :mod:`adaptlab.lm.shared_prefix`.
+  batch B, the prompt's keys and values expanded): :mod:`adaptlab.lm.shared_prefix`; on CPU it calls SDPA
+  with ``enable_gqa``;
+- ``shared-copy-heads``: the same through transformers' sdpa function, which copies the key/value heads.
 
 For ``uncached``, ``kv`` and ``shared`` the phases (prefix call, key/value repeat, rows call, head, backward)
 are timed apart, and one backward of each is recorded with ``torch.profiler`` (after the timed rounds): the
@@ -67,6 +69,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from torch.profiler import ProfilerActivity, profile
 
+    from adaptlab.lm import shared_prefix
     from adaptlab.lm.load import load_causal_lm
     from adaptlab.lm.scoring import _head, base_forward
     from adaptlab.lm.shared_prefix import shared_prefix_hidden
@@ -134,22 +137,32 @@ def main() -> None:
         h = torch.cat([h[0, :P].expand(B, P, D), h[0, P:].view(B, L, D)], 1)
         return head_loss(h)
 
-    modes = {"uncached": False, "kv": "kv", "kv-gqa": "kv", "shared": "shared"}
+    modes = {"uncached": False, "kv": "kv", "kv-gqa": "kv", "shared-copy-heads": "shared", "shared": "shared"}
+    own_inner = shared_prefix._inner
+
+    def copy_heads_inner(module, impl, device):  # transformers' sdpa: key/value heads copied to the query heads
+        from transformers import AttentionInterface
+
+        return AttentionInterface._global_mapping["sdpa"] if impl == "sdpa" else own_inner(module, impl, device)
 
     def step(v):
         os.environ["TRANSFORMERS_SDPA_FORCE_GQA"] = "1" if v == "kv-gqa" else "0"
+        shared_prefix._inner = copy_heads_inner if v == "shared-copy-heads" else own_inner
         t0 = T()
         loss = dense_packed_loss() if v == "dense-packed" else prompt_loss(prompt, lm, batch, cache_prefix=modes[v])
         g, = torch.autograd.grad(loss, prompt)
+        shared_prefix._inner = own_inner
         return T() - t0, float(loss.detach()), g
 
     load0 = os.getloadavg()
-    variants = ["uncached", "kv", "kv-gqa", "dense-packed", "shared"]
+    variants = ["uncached", "kv", "kv-gqa", "dense-packed", "shared-copy-heads", "shared"]
     phased = ["uncached", "kv", "shared"]
     first = {v: step(v) for v in variants}  # warm-up, and the agreement check
     ref = first["uncached"]
     agree = {v: {"loss_abs_diff": abs(first[v][1] - ref[1]),
-                 "grad_rel_diff": float((first[v][2] - ref[2]).norm() / ref[2].norm())} for v in variants}
+                 "grad_rel_diff": float((first[v][2] - ref[2]).norm() / ref[2].norm()),
+                 "bitwise_equal_to_kv": first[v][1] == first["kv"][1] and torch.equal(first[v][2], first["kv"][2])}
+             for v in variants}
     for v in phased:
         phases(v)
     ph = {v: [] for v in phased}
@@ -187,11 +200,12 @@ def main() -> None:
     for p in [*names, "total"]:
         cells = [f"{med_ph[v][p]:.3f}" if p in med_ph[v] else "-" for v in phased]
         lines.append(f"| {p} | {' | '.join(cells)} |")
-    lines += ["", "| step (forward + backward) | CPU s | vs uncached | loss diff | gradient rel. diff |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| step (forward + backward) | CPU s | vs uncached | loss diff | gradient rel. diff | "
+              "loss and gradient bitwise equal to kv |", "|---|---|---|---|---|---|"]
     for v in variants:
         lines.append(f"| {v} | {med[v]:.3f} | {res['speedup_vs_uncached'][v]:.2f}x | "
-                     f"{agree[v]['loss_abs_diff']:.1e} | {agree[v]['grad_rel_diff']:.1e} |")
+                     f"{agree[v]['loss_abs_diff']:.1e} | {agree[v]['grad_rel_diff']:.1e} | "
+                     f"{'yes' if agree[v]['bitwise_equal_to_kv'] else 'no'} |")
     ms = sorted({m for v in phased for m in bd[v]["mm by M"]}, key=int)
     lines += ["", "One backward under torch.profiler (self CPU seconds; the profiler adds its own overhead):", "",
               "| backward | " + " | ".join(phased) + " |", "|---|" + "---|" * len(phased)]

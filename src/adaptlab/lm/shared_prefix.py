@@ -15,9 +15,10 @@ embedding) are split:
 
 That is the attention of a key/value cache of the prompt, so the states and the gradient reaching the prompt are
 those of the uncached forward over ``[prompt, row_b]`` (tested). Both attentions are done by the model's own
-attention function (``sdpa`` or ``eager``, whichever it was loaded with; eager keeps double backward for
-second-order MAML). Models that do not use transformers' attention interface, other attention implementations,
-and sequences longer than a sliding window fall back to the key/value cache (:func:`supported` says which).
+attention implementation (``sdpa`` or ``eager``, whichever it was loaded with; eager keeps double backward for
+second-order MAML); on CPU, sdpa is called with grouped-query heads read in place instead of copied. Models
+that do not use transformers' attention interface, other attention implementations, and sequences longer than
+a sliding window fall back to the key/value cache (:func:`supported` says which).
 
 Example (a tiny random GPT-2, no download)::
 
@@ -64,10 +65,25 @@ def _register() -> None:
         AttentionInterface.register(NAME, _attention)
 
 
-def _inner(module, impl: str):
+def _cpu_sdpa(module, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, **kwargs):
+    """torch's SDPA with each key/value head read by its group of query heads (``enable_gqa``), no copies.
+
+    transformers' sdpa copies the key/value heads to the query heads whenever a mask is passed (on CUDA a mask
+    with GQA falls back to the math kernel); the CPU kernel takes both, so on CPU the copy is skipped.
+    A ``None`` mask means causal (the prompt's own attention).
+    """
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=kwargs.get("dropout", 0.0), is_causal=mask is None,
+        scale=kwargs.get("scaling"), enable_gqa=query.shape[1] != key.shape[1])  # (b, H, q, d)
+    return out.transpose(1, 2), None  # (b, q, H, d), as transformers' attention functions return it
+
+
+def _inner(module, impl: str, device: torch.device):
     """The attention function the model was loaded with (a model's ``eager`` lives in its modeling file)."""
     if impl == "eager":
         return sys.modules[type(module).__module__].eager_attention_forward
+    if impl == "sdpa" and device.type == "cpu":
+        return _cpu_sdpa
     from transformers import AttentionInterface
 
     return AttentionInterface._global_mapping[impl]
@@ -77,7 +93,7 @@ def _attention(module, query: Tensor, key: Tensor, value: Tensor, attention_mask
     """One layer's attention over the packed ``(1, heads, P + B L, d)`` queries, keys and values."""
     lay = kwargs.pop(_KEY)
     P, B, L = lay["P"], lay["B"], lay["L"]
-    inner = _inner(module, lay["impl"])
+    inner = _inner(module, lay["impl"], query.device)
 
     def rows(x):  # (1, h, P + B L, d) -> (B, h, L, d), a view
         return x[0, :, P:].unflatten(1, (B, L)).transpose(0, 1)
@@ -85,7 +101,8 @@ def _attention(module, query: Tensor, key: Tensor, value: Tensor, attention_mask
     def after_prompt(x):  # (B, h, P + L, d): the prompt's keys (or values), expanded, then the row's own
         return torch.cat([x[:, :, :P].expand(B, -1, -1, -1), rows(x)], 2)
 
-    o_p, _ = inner(module, query[:, :, :P], key[:, :, :P], value[:, :, :P], lay["prompt_mask"], **kwargs)
+    prompt_mask = None if inner is _cpu_sdpa else lay["prompt_mask"]  # None: SDPA's own causal mask
+    o_p, _ = inner(module, query[:, :, :P], key[:, :, :P], value[:, :, :P], prompt_mask, **kwargs)
     o_r, _ = inner(module, rows(query), after_prompt(key), after_prompt(value), lay["rows_mask"], **kwargs)
     # (1, P, H, d) and (B, L, H, d) -> (1, P + B L, H, d), the layout the layer reshapes for its output projection
     return torch.cat([o_p[0], o_r.reshape(B * L, *o_r.shape[2:])], 0)[None], None
