@@ -163,8 +163,11 @@ def test_cache_mode_choice_and_refusals(lm, monkeypatch):
     assert _prefix_mode(True, lm, 4, 10) == "kv"
     with pytest.raises(ConfigError, match=r"cache_prefix='shared' needs a model .* P \+ L = 14"):
         _prefix_mode("shared", lm, 4, 10)
-    with pytest.raises(ConfigError, match=r"cache_prefix='packed' is invalid; expected one of"):
-        _prefix_mode("packed", lm, 4, 10)
+    for bad in ("packed", 1, None):
+        with pytest.raises(ConfigError, match=r"cache_prefix=.* is invalid; expected one of"):
+            _prefix_mode(bad, lm, 4, 10)
+    with pytest.raises(ConfigError, match=r"cache_prefix='packed' is invalid"):
+        _prefix_mode("packed", lm, 0, 10)  # refused even where nothing would be cached
 
 
 def test_torch_func_grad_equals_autograd(lm64):

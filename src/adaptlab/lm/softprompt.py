@@ -174,6 +174,8 @@ def _as_prompt(prompt: Tensor | None, D: int, like: Tensor) -> Tensor:
 
 def _prefix_mode(cache_prefix: bool | str, lm, P: int, L: int) -> str:
     """``"none"``, ``"shared"`` or ``"kv"``: how :func:`prompt_hidden` computes the prompt's keys and values."""
+    if not any(cache_prefix is m or (isinstance(m, str) and cache_prefix == m) for m in CACHE_MODES):
+        raise ConfigError(f"cache_prefix={cache_prefix!r} is invalid; expected one of {CACHE_MODES}")
     if cache_prefix is False or P == 0:
         return "none"
     if cache_prefix is True:
@@ -182,9 +184,7 @@ def _prefix_mode(cache_prefix: bool | str, lm, P: int, L: int) -> str:
         raise ConfigError(f"cache_prefix='shared' needs a model whose layers use transformers' attention interface "
                           f"with attn_implementation in {shared_prefix.INNER} and no sliding window shorter than "
                           f"P + L = {P + L}; model {getattr(lm, 'name', '?')!r} has not: use True or 'kv'")
-    if cache_prefix in ("shared", "kv"):
-        return cache_prefix
-    raise ConfigError(f"cache_prefix={cache_prefix!r} is invalid; expected one of {CACHE_MODES}")
+    return cache_prefix
 
 
 def prompt_hidden(prompt: Tensor | None, lm, input_ids: Tensor, attention_mask: Tensor, *,
