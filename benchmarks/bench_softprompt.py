@@ -1,11 +1,13 @@
 """Time per prompt-tuning step on SmolLM2-135M: uncached vs prefix-cached soft prompt vs PEFT prompt tuning.
 
 One step = forward, backward to the prompt, Adam update; batch 8 of "The plural of {noun} is" + target rows
-padded to ``--tokens`` tokens (~30), at P = 20 and P = 100. The three variants are interleaved (one step of each
+padded to ``--tokens`` tokens (~30), at P = 20 and P = 100. Prefix-cached is the library's default
+(``cache_prefix=True``: the shared-prefix packed call on this model); ``kv`` is the key/value-cache path
+(``cache_prefix="kv"``), the default before it. The four variants are interleaved (one step of each
 in turn, ``--repeats`` rounds after a warm-up) in one process, so load changes hit all alike; the median step
 time and the ratios are reported with the load average, in wall time and in this process's CPU time
 (``time.process_time``: with one thread, what an idle core would take; on a shared machine the wall time also
-counts the waits for a core). All three start from the same prompt and batches; the
+counts the waits for a core). All four start from the same prompt and batches; the
 largest loss difference over the measured steps shows they train the same thing.
 
     python benchmarks/bench_softprompt.py                 # writes benchmarks/results/softprompt.{json,md}
@@ -65,7 +67,7 @@ def main() -> None:
            "device": args.device}
     for P in args.prompt_lens:
         p0 = init_prompt(lm, P, "vocab", generator=torch.Generator().manual_seed(0))
-        sps = {"uncached": SoftPrompt(p0), "cached": SoftPrompt(p0)}
+        sps = {"uncached": SoftPrompt(p0), "kv": SoftPrompt(p0), "cached": SoftPrompt(p0)}
         opts = {k: torch.optim.Adam(v.parameters(), lr=1e-3) for k, v in sps.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -80,7 +82,7 @@ def main() -> None:
             if name == "peft":
                 loss = pm(**batch).loss
             else:
-                loss = sps[name].loss(lm, batch, cache_prefix=name == "cached")
+                loss = sps[name].loss(lm, batch, cache_prefix={"uncached": False, "kv": "kv", "cached": True}[name])
             loss.backward()
             opts[name].step()
             return float(loss.detach())
@@ -88,7 +90,7 @@ def main() -> None:
         times = {k: [] for k in opts}
         cpu = {k: [] for k in opts}
         losses = {k: [] for k in opts}
-        for k in opts:  # warm-up step, not timed (it trains too, alike for all three)
+        for k in opts:  # warm-up step, not timed (it trains too, alike for all four)
             losses[k].append(step(k))
         for _ in range(args.repeats):
             for k in opts:
@@ -101,12 +103,14 @@ def main() -> None:
         lm.model = pm.get_base_model()
         med = {k: statistics.median(v) for k, v in times.items()}
         mcpu = {k: statistics.median(v) for k, v in cpu.items()}
-        diff = max(abs(a - b) for k in ("cached", "peft") for a, b in zip(losses["uncached"], losses[k]))
+        diff = max(abs(a - b) for k in ("kv", "cached", "peft") for a, b in zip(losses["uncached"], losses[k]))
         res["rows"].append({"P": P, "median_s": med, "times_s": times, "median_cpu_s": mcpu, "cpu_s": cpu,
                             "losses": losses, "speedup_cached_vs_uncached": med["uncached"] / med["cached"],
                             "speedup_cached_vs_peft": med["peft"] / med["cached"],
                             "cpu_speedup_cached_vs_uncached": mcpu["uncached"] / mcpu["cached"],
-                            "cpu_speedup_cached_vs_peft": mcpu["peft"] / mcpu["cached"], "max_loss_diff": diff})
+                            "cpu_speedup_cached_vs_peft": mcpu["peft"] / mcpu["cached"],
+                            "speedup_kv_vs_uncached": med["uncached"] / med["kv"],
+                            "cpu_speedup_kv_vs_uncached": mcpu["uncached"] / mcpu["kv"], "max_loss_diff": diff})
         print(P, med, mcpu, diff, flush=True)
     res.update(loadavg_before=load0, loadavg=os.getloadavg(), cpu_count=os.cpu_count(), platform=platform.platform(),
                torch=torch.__version__)
@@ -115,14 +119,14 @@ def main() -> None:
     (out / "softprompt.json").write_text(json.dumps(res, indent=1) + "\n")
     lines = [f"# Prompt-tuning step time, SmolLM2-135M, batch {args.batch}, {res['tokens']} tokens, "
              f"{args.threads} thread(s), {args.device}", "",
-             "| P | time | uncached s/step | cached s/step | PEFT s/step | cached vs uncached | cached vs PEFT | "
-             "max loss diff |", "|---|---|---|---|---|---|---|---|"]
+             "| P | time | uncached s/step | kv-cached s/step | cached s/step | PEFT s/step | kv vs uncached | "
+             "cached vs uncached | cached vs PEFT | max loss diff |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        for kind, m, a, b in (("wall", r["median_s"], "speedup_cached_vs_uncached", "speedup_cached_vs_peft"),
-                              ("CPU", r["median_cpu_s"], "cpu_speedup_cached_vs_uncached",
-                               "cpu_speedup_cached_vs_peft")):
-            lines.append(f"| {r['P']} | {kind} | {m['uncached']:.3f} | {m['cached']:.3f} | {m['peft']:.3f} | "
-                         f"{r[a]:.2f}x | {r[b]:.2f}x | {r['max_loss_diff']:.1e} |")
+        for kind, m, pre in (("wall", r["median_s"], ""), ("CPU", r["median_cpu_s"], "cpu_")):
+            lines.append(f"| {r['P']} | {kind} | {m['uncached']:.3f} | {m['kv']:.3f} | {m['cached']:.3f} | "
+                         f"{m['peft']:.3f} | {r[pre + 'speedup_kv_vs_uncached']:.2f}x | "
+                         f"{r[pre + 'speedup_cached_vs_uncached']:.2f}x | {r[pre + 'speedup_cached_vs_peft']:.2f}x | "
+                         f"{r['max_loss_diff']:.1e} |")
     lines += ["", f"Medians of {args.repeats} interleaved steps after one warm-up (wall: perf_counter; CPU: this "
               f"process's process_time, one thread); load average "
               f"{', '.join(f'{x:.1f}' for x in res['loadavg_before'])} before and "

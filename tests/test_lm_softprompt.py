@@ -1,8 +1,10 @@
 """Soft prompts (adaptlab.lm.softprompt) on a tiny random GPT-2 and, where fast, the real SmolLM2.
 
-Oracles: the HW 5(a) loss mask (exact target positions for "reasoning + answer" and "answer only"); the prefix
-cache gives the loss and prompt gradient of the uncached forward (tiny GPT-2 in float64, SmolLM2 in float32);
-a float64 gradcheck of the cached loss; torch.func.grad equals autograd; an empty prompt equals the plain model;
+Oracles: the HW 5(a) loss mask (exact target positions for "reasoning + answer" and "answer only"); both prefix
+caches (the shared-prefix packed call and the key/value cache) give the loss and prompt gradient of the uncached
+forward (tiny GPT-2 in float64 with sdpa and eager attention, SmolLM2 in float32), each row's states equal the
+row run alone, and Hessian-vector products through the shared prefix equal the uncached ones (eager);
+float64 gradchecks of both cached losses; torch.func.grad equals autograd; an empty prompt equals the plain model;
 the masked loss equals a naive per-token log-softmax sum; the bad-input list raises one clear ConfigError.
 """
 
@@ -94,12 +96,21 @@ def test_masked_loss_equals_naive_per_token_sum(lm64):
     torch.testing.assert_close(loss, torch.stack(terms).mean(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.fixture(scope="module")
+def lm64_eager():
+    lm = freeze(tiny_random_lm(seed=1))
+    lm.model.double()
+    lm.model.set_attn_implementation("eager")
+    return lm
+
+
+@pytest.mark.parametrize("mode", ["shared", "kv"])
 @pytest.mark.parametrize("init", ["uniform", "vocab", "text"])
-def test_cached_equals_uncached_loss_and_gradient(lm64, init):
+def test_cached_equals_uncached_loss_and_gradient(lm64, init, mode):
     prompt = init_prompt(lm64, 4, init, text="abc", generator=torch.Generator().manual_seed(2)).requires_grad_()
-    batch = make_batch(lm64, _examples(lm64), ["answer"])
+    batch = make_batch(lm64, _examples(lm64), ["answer"])  # rows of 13, 7 and 25 tokens: padding in two
     a = prompt_loss(prompt, lm64, batch, cache_prefix=False)
-    b = prompt_loss(prompt, lm64, batch, cache_prefix=True)
+    b = prompt_loss(prompt, lm64, batch, cache_prefix=mode)
     ga, = torch.autograd.grad(a, prompt)
     gb, = torch.autograd.grad(b, prompt)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -107,11 +118,56 @@ def test_cached_equals_uncached_loss_and_gradient(lm64, init):
     assert float(ga.abs().max()) > 0
 
 
-def test_cached_loss_gradcheck_float64(lm64):
+@pytest.mark.parametrize("mode", ["shared", "kv"])
+def test_cached_hidden_states_equal_each_row_alone(lm64_eager, mode):
+    """Every real token's state equals the row run alone after the prompt (eager attention: the other inner)."""
+    lm = lm64_eager
+    prompt = init_prompt(lm, 3, "uniform", generator=torch.Generator().manual_seed(6))
+    batch = make_batch(lm, _examples(lm), ["answer"])
+    h = prompt_hidden(prompt, lm, batch["input_ids"], batch["attention_mask"], cache_prefix=mode)
+    for b in range(h.shape[0]):
+        n = int(batch["attention_mask"][b].sum())
+        x = torch.cat([prompt, lm.model.get_input_embeddings()(batch["input_ids"][b, :n])])[None]
+        ref = lm.model.base_model(inputs_embeds=x).last_hidden_state[0]  # (P + n, D)
+        torch.testing.assert_close(h[b, :3 + n], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_shared_prefix_second_order_equals_uncached(lm64_eager):
+    """Eager attention keeps double backward through the shared prefix: Hessian-vector products agree."""
+    lm = lm64_eager
+    batch = make_batch(lm, _examples(lm), ["answer", "reasoning"])
+    prompt = init_prompt(lm, 3, "vocab", generator=torch.Generator().manual_seed(7)).requires_grad_()
+    v = torch.randn(prompt.shape, generator=torch.Generator().manual_seed(8), dtype=prompt.dtype)
+    hv = {}
+    for mode in (False, "shared"):
+        g, = torch.autograd.grad(prompt_loss(prompt, lm, batch, cache_prefix=mode), prompt, create_graph=True)
+        hv[mode], = torch.autograd.grad((g * v).sum(), prompt)
+    torch.testing.assert_close(hv["shared"], hv[False], rtol=1e-9, atol=1e-12)
+    assert float(hv[False].abs().max()) > 0
+
+
+@pytest.mark.parametrize("mode", ["shared", "kv"])
+def test_cached_loss_gradcheck_float64(lm64, mode):
     batch = make_batch(lm64, _examples(lm64)[:2], ["answer", "reasoning"])
     prompt = init_prompt(lm64, 2, "vocab", generator=torch.Generator().manual_seed(3)).requires_grad_()
-    assert torch.autograd.gradcheck(lambda p: prompt_loss(p, lm64, batch, cache_prefix=True), (prompt,),
+    assert torch.autograd.gradcheck(lambda p: prompt_loss(p, lm64, batch, cache_prefix=mode), (prompt,),
                                     eps=1e-6, atol=1e-6)
+
+
+def test_cache_mode_choice_and_refusals(lm, monkeypatch):
+    from adaptlab.lm.softprompt import _prefix_mode
+
+    assert _prefix_mode(True, lm, 4, 10) == "shared"  # GPT-2 uses transformers' attention interface, sdpa
+    assert _prefix_mode(True, lm, 0, 10) == "none" and _prefix_mode(False, lm, 4, 10) == "none"
+    monkeypatch.setattr(lm.model.config, "sliding_window", 8, raising=False)  # shorter than P + L = 14
+    assert _prefix_mode(True, lm, 4, 10) == "kv"
+    with pytest.raises(ConfigError, match=r"cache_prefix='shared' needs a model .* P \+ L = 14"):
+        _prefix_mode("shared", lm, 4, 10)
+    for bad in ("packed", 1, None):
+        with pytest.raises(ConfigError, match=r"cache_prefix=.* is invalid; expected one of"):
+            _prefix_mode(bad, lm, 4, 10)
+    with pytest.raises(ConfigError, match=r"cache_prefix='packed' is invalid"):
+        _prefix_mode("packed", lm, 0, 10)  # refused even where nothing would be cached
 
 
 def test_torch_func_grad_equals_autograd(lm64):
@@ -191,9 +247,10 @@ def test_smollm2_cached_equals_uncached():
           for w, p in [("wolf", "wolves"), ("cat", "cats"), ("man", "men")]]
     batch = make_batch(lm, ex, ["a"])
     a = prompt_loss(prompt, lm, batch, cache_prefix=False)
-    b = prompt_loss(prompt, lm, batch, cache_prefix=True)
     ga, = torch.autograd.grad(a, prompt)
-    gb, = torch.autograd.grad(b, prompt)
-    # float32 through 30 rotary layers, two summation orders: the issue measured 1.8e-6 relative
-    assert abs(float((a - b).detach())) <= 1e-5 * abs(float(a.detach()))
-    assert float((ga - gb).norm() / ga.norm()) < 2e-5
+    for mode in ("shared", "kv"):  # rotary positions restart at P in every packed row; GQA (3 of 9 heads)
+        b = prompt_loss(prompt, lm, batch, cache_prefix=mode)
+        gb, = torch.autograd.grad(b, prompt)
+        # float32 through 30 rotary layers, two summation orders: the issue measured 1.8e-6 relative
+        assert abs(float((a - b).detach())) <= 1e-5 * abs(float(a.detach()))
+        assert float((ga - gb).norm() / ga.norm()) < 2e-5

@@ -1,6 +1,7 @@
 """Causal language models: loading (any HuggingFace name or folder, the offline SmolLM2 default), batched
 continuation scoring with prefix caching, greedy/sampled generation, prompt strategies and their metrics,
-soft prompts (prompt tuning) with loss masks and prefix caching.
+soft prompts (prompt tuning) with loss masks and prefix caching (a key/value cache, or the prompt's keys and
+values shared by every row inside one packed model call).
 
 transformers is imported only when a model is loaded, so ``import adaptlab.lm`` stays light::
 
@@ -18,6 +19,7 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "prompts": ["INSTRUCTION", "STRATEGIES", "build_prompts", "chat_wrap", "evaluate_mc", "failure_taxonomy",
                 "mc_metrics", "parse_letter", "question_block"],
     "scoring": ["base_forward", "continuation_logprobs", "encode_prefix", "grouped_logprobs", "score_options"],
-    "softprompt": ["INITS", "SoftPrompt", "freeze", "init_prompt", "input_embedding", "loss_positions", "make_batch",
-                   "next_token_logits", "prompt_generate", "prompt_hidden", "prompt_loss"],
+    "shared_prefix": ["shared_prefix_hidden"],
+    "softprompt": ["CACHE_MODES", "INITS", "SoftPrompt", "freeze", "init_prompt", "input_embedding", "loss_positions",
+                   "make_batch", "next_token_logits", "prompt_generate", "prompt_hidden", "prompt_loss"],
 })

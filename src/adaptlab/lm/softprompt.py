@@ -20,8 +20,11 @@ API (stable; the names and argument meanings below are what callers build on):
   This is the one-position shift, in one place.
 - ``prompt_hidden(prompt, lm, input_ids, attention_mask, *, cache_prefix=True) -> Tensor (B, P + L, D)``:
   last-layer states of ``[prompt, embed(input_ids)]``. With ``cache_prefix`` the prompt's keys and values at
-  every layer are computed once at batch 1 and expanded over the batch with the graph kept (rebuilt on every
-  call: transformers appends to a cache in place).
+  every layer are computed once, with the graph kept: ``"shared"`` packs the prompt and the rows into one
+  sequence whose attention lets every row read the prompt's keys and values (one model call,
+  :mod:`adaptlab.lm.shared_prefix`); ``"kv"`` runs the prompt at batch 1 and repeats its key/value cache over
+  the batch (rebuilt on every call: transformers appends to a cache in place); ``True`` picks ``"shared"``
+  where the model supports it.
 - ``prompt_loss(prompt, lm, batch, *, cache_prefix=True) -> scalar``: mean cross-entropy over the tokens
   carrying loss (the LM head runs only at their predicting positions).
 - ``next_token_logits(prompt, lm, contexts, *, cache_prefix=True) -> Tensor (B, V)``: the logits after
@@ -56,9 +59,11 @@ import torch
 from torch import Tensor, nn
 
 from adaptlab.errors import ConfigError
+from adaptlab.lm import shared_prefix
 from adaptlab.lm.scoring import _head, base_forward
 
 INITS = ("uniform", "vocab", "text")
+CACHE_MODES = (True, False, "shared", "kv")  # cache_prefix values: see prompt_hidden
 VOCAB_TOP = 5000  # "vocab" init draws from the first ids: BPE vocabularies put frequent tokens first (Lester 2021)
 
 
@@ -167,13 +172,37 @@ def _as_prompt(prompt: Tensor | None, D: int, like: Tensor) -> Tensor:
     return like.new_zeros(0, D) if prompt is None else prompt
 
 
+def _prefix_mode(cache_prefix: bool | str, lm, P: int, L: int) -> str:
+    """``"none"``, ``"shared"`` or ``"kv"``: how :func:`prompt_hidden` computes the prompt's keys and values."""
+    if not any(cache_prefix is m or (isinstance(m, str) and cache_prefix == m) for m in CACHE_MODES):
+        raise ConfigError(f"cache_prefix={cache_prefix!r} is invalid; expected one of {CACHE_MODES}")
+    if cache_prefix is False or P == 0:
+        return "none"
+    if cache_prefix is True:
+        return "shared" if shared_prefix.supported(lm, P, L) else "kv"
+    if cache_prefix == "shared" and not shared_prefix.supported(lm, P, L):
+        raise ConfigError(f"cache_prefix='shared' needs a model whose layers use transformers' attention interface "
+                          f"with attn_implementation in {shared_prefix.INNER} and no sliding window shorter than "
+                          f"P + L = {P + L}; model {getattr(lm, 'name', '?')!r} has not: use True or 'kv'")
+    return cache_prefix
+
+
 def prompt_hidden(prompt: Tensor | None, lm, input_ids: Tensor, attention_mask: Tensor, *,
-                  cache_prefix: bool = True) -> Tensor:
+                  cache_prefix: bool | str = True) -> Tensor:
     """Last-layer hidden states ``(B, P + L, D)`` of ``[prompt, embed(input_ids)]`` (right padded rows).
 
-    Uncached: one forward over the concatenated embeddings. Cached: the prompt runs once at batch 1, its
-    key/value cache is repeated over the batch (``repeat_interleave`` keeps the graph to the prompt) and the
-    rows continue after it at positions ``P..P + L - 1``. Both give the same states (tested).
+    ``cache_prefix=False``: one forward over the concatenated embeddings, the prompt run in every row.
+    The prompt's keys and values are the same in every row, so the cached modes compute them once:
+
+    - ``"shared"`` (:mod:`adaptlab.lm.shared_prefix`): one model call over ``[prompt; row 1; ...; row B]``
+      packed into one sequence, the prompt's keys and values read by every row's attention;
+    - ``"kv"``: the prompt runs once at batch 1, its key/value cache is repeated over the batch
+      (``repeat_interleave`` keeps the graph to the prompt) and the rows continue after it at positions
+      ``P..P + L - 1`` (a second model call);
+    - ``True``: ``"shared"`` where the model supports it (transformers' attention interface, sdpa or eager
+      attention, no sliding window shorter than ``P + L``), else ``"kv"``.
+
+    All give the same states and prompt gradients (tested).
     """
     emb = input_embedding(lm)
     tok = emb(input_ids)  # (B, L, D)
@@ -183,8 +212,11 @@ def prompt_hidden(prompt: Tensor | None, lm, input_ids: Tensor, attention_mask: 
     if prompt.ndim != 2 or prompt.shape[1] != D:
         raise ConfigError(f"prompt has shape {tuple(prompt.shape)}; expected (P, {D}) for this model")
     prompt = prompt.to(tok.dtype)
+    mode = _prefix_mode(cache_prefix, lm, P, L)
+    if mode == "shared":
+        return shared_prefix.shared_prefix_hidden(lm, prompt, tok, attention_mask)
     mask = torch.cat([attention_mask.new_ones(B, P), attention_mask], 1)  # (B, P + L)
-    if not cache_prefix or P == 0:
+    if mode == "none":
         x = torch.cat([prompt.expand(B, P, D), tok], 1)  # (B, P + L, D)
         pos = torch.arange(P + L, device=tok.device).expand(B, -1)
         h, _ = base_forward(lm, None, inputs_embeds=x, attention_mask=mask, position_ids=pos)
@@ -197,7 +229,7 @@ def prompt_hidden(prompt: Tensor | None, lm, input_ids: Tensor, attention_mask: 
     return torch.cat([hp.expand(B, P, D), ht], 1)
 
 
-def prompt_loss(prompt: Tensor | None, lm, batch: dict, *, cache_prefix: bool = True) -> Tensor:
+def prompt_loss(prompt: Tensor | None, lm, batch: dict, *, cache_prefix: bool | str = True) -> Tensor:
     """Mean cross-entropy of the tokens carrying loss (``batch["labels"] != -100``) after the soft prompt.
 
     ``loss = -1/N sum_{(b, t) in mask} log softmax(W h_{b, t-1})[x_{b, t}]`` over the full sequence.
@@ -210,7 +242,7 @@ def prompt_loss(prompt: Tensor | None, lm, batch: dict, *, cache_prefix: bool = 
 
 
 def next_token_logits(prompt: Tensor | None, lm, contexts: Sequence[Sequence[int]], *,
-                      cache_prefix: bool = True) -> Tensor:
+                      cache_prefix: bool | str = True) -> Tensor:
     """``(B, V)`` logits of the token after ``prompt + BOS + contexts[b]`` (right padded, last real state)."""
     ex = [[("context", list(c) or [lm.pad_id()])] for c in contexts]
     batch = make_batch(lm, ex, ["context"])
@@ -262,10 +294,10 @@ class SoftPrompt(nn.Module):
     def length(self) -> int:
         return int(self.prompt.shape[0])
 
-    def loss(self, lm, batch: dict, *, cache_prefix: bool = True) -> Tensor:
+    def loss(self, lm, batch: dict, *, cache_prefix: bool | str = True) -> Tensor:
         return prompt_loss(self.prompt, lm, batch, cache_prefix=cache_prefix)
 
-    def next_token_logits(self, lm, contexts, *, cache_prefix: bool = True) -> Tensor:
+    def next_token_logits(self, lm, contexts, *, cache_prefix: bool | str = True) -> Tensor:
         return next_token_logits(self.prompt, lm, contexts, cache_prefix=cache_prefix)
 
     def generate(self, lm, contexts, max_new_tokens: int = 32, stop: str = "\n") -> list[str]:
