@@ -41,7 +41,8 @@ LETTER_TEXT = " A B C D E"
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6  # epochs per soft prompt (the curve is read every epoch)
+    epochs: int = 3  # epochs per soft prompt (the curve is read every epoch); 3 x 18 steps keeps the default
+    # run under 20 minutes of one-thread CPU (6 epochs measured ~37 min in a timed probe, docs/softprompt.md)
     lr: float = 3e-3  # Adam learning rate of the soft prompts
     batch_size: int = 8  # questions per step
 
@@ -49,20 +50,20 @@ class TrainConfig:
 @dataclass
 class FinetuneConfig:
     sizes: list[int] = field(default_factory=lambda: [8, 32])  # training-set sizes of full FT vs soft prompt
-    steps: int = 16  # steps of each at every size
+    steps: int = 12  # steps of each at every size (batch min(8, n): 12 steps are 12 epochs at n = 8, 3 at n = 32)
     lr: float = 1e-5  # Adam learning rate of full fine-tuning
 
 
 @dataclass
 class QAConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
-    n_test: int = 100  # held-out questions
+    n_test: int = 50  # held-out questions (each read-out of 50 costs ~8 s CPU; the curve reads it every epoch)
     n_train: int = 146  # training questions (disjoint from the test ones; n_test + n_train <= 246)
     variants: list[str] = field(default_factory=lambda: ["20:vocab", "20:letters"])  # P:init
     train: TrainConfig = field(default_factory=TrainConfig)  # every soft prompt of the run
     K: int = 5  # tokens of the searched hard prompt and vectors of its soft counterpart
     candidates: int = 8  # tokens tried per position and round of the greedy coordinate search
-    search_rows: int = 32  # training questions the search scores candidates on
+    search_rows: int = 16  # training questions the search scores candidates on (a candidate costs ~2 s CPU)
     search_rounds: int = 1  # sweeps over the K positions
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # full fine-tuning vs soft prompt
 
@@ -121,7 +122,8 @@ def questions(cfg, lm) -> dict:
 
 
 def evaluate(lm, prompt, rows, letters) -> dict:
-    """Valid rate, accuracy over the 5 letters, greedy accuracy."""
+    """Valid rate, accuracy over the 5 letters, greedy accuracy, and how often each letter is the scored answer
+    (``letter_counts``, A..E: a prompt at chance either spreads its answers or collapses onto one letter)."""
     import torch
 
     from adaptlab.lm.softprompt import next_token_logits
@@ -136,7 +138,8 @@ def evaluate(lm, prompt, rows, letters) -> dict:
     n = len(rows)
     return {"valid_rate": sum(g in letters for g in greedy) / n,
             "accuracy": sum(s == letters[a] for s, (_, a) in zip(scored, rows)) / n,
-            "greedy_accuracy": sum(g == letters[a] for g, (_, a) in zip(greedy, rows)) / n}
+            "greedy_accuracy": sum(g == letters[a] for g, (_, a) in zip(greedy, rows)) / n,
+            "letter_counts": [scored.count(t) for t in letters]}
 
 
 def _batches(cfg, lm, rows, letters, size=None):
@@ -161,12 +164,15 @@ def _init(cfg, lm, P: int, init: str, index: int):
 
 
 def train_soft(cfg, lm, data, letters, P, init, ckpt, *, rows=None, steps=None, index=1) -> dict:
+    """A soft prompt on ``rows`` (default: all training questions); the test read-out every epoch, or, when
+    ``steps`` is given (the fine-tuning comparison, where an epoch can be one step), at the start and the end."""
     rows = data["train"] if rows is None else rows
     per = common.steps_per_epoch(len(rows), min(cfg.train.batch_size, len(rows)))
+    every = per if steps is None else steps
     steps = cfg.train.epochs * per if steps is None else steps
     prompt, hist = common.train_prompt(
         lm, _init(cfg, lm, P, init, index), _batches(cfg, lm, rows, letters), steps=steps, lr=cfg.train.lr,
-        evaluate=lambda p: evaluate(lm, p, data["test"], letters), eval_every=per, checkpoint=ckpt)
+        evaluate=lambda p: evaluate(lm, p, data["test"], letters), eval_every=every, checkpoint=ckpt)
     return {"P": P, "init": init, "steps": steps, "steps_per_epoch": per, "loss": hist["loss"],
             "eval": hist["eval"], "train": evaluate(lm, prompt, rows, letters), **hist["eval"][-1],
             "timings": {"seconds": hist["seconds"]}}
@@ -265,12 +271,14 @@ def figures(results: dict, cfg: QAConfig, out_dir: Path) -> list[str]:
 
 def summary(results: dict, cfg: QAConfig) -> str:
     def row(name, r):
-        return f"| {name} | {r['valid_rate']:.2f} | {r['accuracy']:.2f} | {r['greedy_accuracy']:.2f} |"
+        return (f"| {name} | {r['valid_rate']:.2f} | {r['accuracy']:.2f} | {r['greedy_accuracy']:.2f} | "
+                f"{' / '.join(map(str, r['letter_counts']))} |")
 
     lines = [f"Model `{results['model']}`" + (" (random tiny GPT-2: a smoke test, chance numbers)" if
              results["model"] == common.TINY else "") + f"; 5-way capitals, {results['n_train']} training and "
              f"{results['n_test']} test questions; chance accuracy 0.20.", "",
-             "| prompt | valid rate | accuracy (5 letters) | greedy accuracy |", "|---|---|---|---|",
+             "| prompt | valid rate | accuracy (5 letters) | greedy accuracy | scored answers A / B / C / D / E |",
+             "|---|---|---|---|---|",
              row("question only (hard, zero-shot)", results["hard"])]
     for r in results["variants"].values():
         lines.append(row(f"soft P={r['P']}, init {r['init']}, {r['steps']} steps", r))
