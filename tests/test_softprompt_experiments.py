@@ -168,3 +168,15 @@ def test_qa_read_out_counts_every_scored_letter_once():
     one = [int(next_token_logits(None, lm, [c])[0, letters].argmax()) for c, _ in rows]  # row by row
     assert r["letter_counts"] == [one.count(k) for k in range(5)] and sum(r["letter_counts"]) == 7
     assert r["accuracy"] == sum(k == a for k, (_, a) in zip(one, rows)) / 7
+
+
+def test_qa_without_search_and_finetuning_runs_only_the_prompts(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    code, _, err = cli("run", "soft-prompt-qa", "--quick", "--out", str(out), "--set", "search=false",
+                       "--set", "finetune.sizes=[]")
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert "search" not in res and res["finetune"] == {} and list(res["variants"]) == ["2:letters"]
+    assert (out / "curves.png").is_file() and not (out / "finetune.png").exists()

@@ -13,10 +13,11 @@ Stages (each checkpointed; ``--resume`` continues inside the training stages):
 3. ``search`` (HW 5(c)(ii)): the best ``K``-token hard prompt found by greedy coordinate search over the
    vocabulary (per position, the ``candidates`` tokens with the most negative linearised loss change, each tried
    on ``search_rows`` training questions, the best kept; ``search_rounds`` sweeps), vs a ``K``-vector soft prompt
-   trained for ``train.epochs`` epochs; both start from the letter tokens.
+   trained for ``train.epochs`` epochs; both start from the letter tokens (``search=false`` leaves both out).
 4. ``finetune`` (HW 5(c)(iii)): full fine-tuning of every weight (Adam, ``finetune.lr``) vs a soft prompt
-   on ``finetune.sizes`` training questions for ``finetune.steps`` steps each: train and test accuracy. The
-   fine-tuned copy is not checkpointed (its weights and Adam state would be 1.6 GB): an interrupted stage starts over.
+   on ``finetune.sizes`` training questions (``[]``: none) for ``finetune.steps`` steps each: train and test
+   accuracy. The fine-tuned copy is not checkpointed (its weights and Adam state would be 1.6 GB): an
+   interrupted stage starts over.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class QAConfig(BaseConfig):
     candidates: int = 8  # tokens tried per position and round of the greedy coordinate search
     search_rows: int = 16  # training questions the search scores candidates on (a candidate costs ~2 s CPU)
     search_rounds: int = 1  # sweeps over the K positions
+    search: bool = True  # run the search stages (coordinate-searched hard prompt vs K-vector soft prompt)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # full fine-tuning vs soft prompt
 
     def __post_init__(self) -> None:
@@ -240,13 +242,14 @@ def run(cfg: QAConfig, out_dir: Path, resume: bool = False) -> dict:
             cfg, lm, data, letters, P, init, ckpt, index=1 + j)))
         timings[f"variant_{v}_seconds"] = r.pop("timings")["seconds"]
         res["variants"][v] = r
-    t1 = time.perf_counter()
-    res["search"] = {"hard": stages.run("search", lambda ckpt: coordinate_search(cfg, lm, data, letters))}
-    timings["search_seconds"] = time.perf_counter() - t1
-    soft_k = dict(stages.run("search soft", lambda ckpt: train_soft(cfg, lm, data, letters, cfg.K, "letters",
-                                                                    ckpt, index=50)))
-    soft_k.pop("timings")
-    res["search"]["soft"] = soft_k
+    if cfg.search:
+        t1 = time.perf_counter()
+        res["search"] = {"hard": stages.run("search", lambda ckpt: coordinate_search(cfg, lm, data, letters))}
+        timings["search_seconds"] = time.perf_counter() - t1
+        soft_k = dict(stages.run("search soft", lambda ckpt: train_soft(cfg, lm, data, letters, cfg.K,
+                                                                        "letters", ckpt, index=50)))
+        soft_k.pop("timings")
+        res["search"]["soft"] = soft_k
     res["finetune"] = {}
     for n in cfg.finetune.sizes:
         t1 = time.perf_counter()
@@ -265,6 +268,8 @@ def figures(results: dict, cfg: QAConfig, out_dir: Path) -> list[str]:
     from adaptlab.viz.softprompt import qa_curve_figure, qa_finetune_figure
 
     save_figure(qa_curve_figure(results), out_dir / "curves.png")
+    if not results["finetune"]:
+        return ["curves.png"]
     save_figure(qa_finetune_figure(results), out_dir / "finetune.png")
     return ["curves.png", "finetune.png"]
 
@@ -282,13 +287,15 @@ def summary(results: dict, cfg: QAConfig) -> str:
              row("question only (hard, zero-shot)", results["hard"])]
     for r in results["variants"].values():
         lines.append(row(f"soft P={r['P']}, init {r['init']}, {r['steps']} steps", r))
-    s = results["search"]
-    lines.append(row(f"hard, K={len(s['hard']['ids'])} by coordinate search: {''.join(s['hard']['tokens'])!r}",
-                     s["hard"]))
-    lines.append(row(f"soft, K={s['soft']['P']} vectors, init letters", s["soft"]))
-    lines += ["", "Full fine-tuning vs soft prompt (P=20, letters init) on n training questions "
-              f"({cfg.finetune.steps} steps each): train / test accuracy", "", "| n | full FT | soft prompt |",
-              "|---|---|---|"]
+    if "search" in results:
+        s = results["search"]
+        lines.append(row(f"hard, K={len(s['hard']['ids'])} by coordinate search: "
+                         f"{''.join(s['hard']['tokens'])!r}", s["hard"]))
+        lines.append(row(f"soft, K={s['soft']['P']} vectors, init letters", s["soft"]))
+    if results["finetune"]:
+        lines += ["", "Full fine-tuning vs soft prompt (P=20, letters init) on n training questions "
+                  f"({cfg.finetune.steps} steps each): train / test accuracy", "", "| n | full FT | soft prompt |",
+                  "|---|---|---|"]
     for n, r in results["finetune"].items():
         lines.append(f"| {n} | {r['full']['train']['accuracy']:.2f} / {r['full']['accuracy']:.2f} | "
                      f"{r['soft']['train']['accuracy']:.2f} / {r['soft']['accuracy']:.2f} |")
