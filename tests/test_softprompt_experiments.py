@@ -154,3 +154,29 @@ def test_hard_prompt_as_embeddings_equals_the_tokens_in_the_context():
     got = next_token_logits(common.hard_prompt(pre, lm), lm, [lm.encode(c) for c in ctx])
     ref = next_token_logits(None, lm, [lm.encode(pre + c) for c in ctx])
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_qa_read_out_counts_every_scored_letter_once():
+    from adaptlab.experiments.soft_prompt_qa import evaluate, letter_ids
+    from adaptlab.lm.softprompt import next_token_logits
+
+    lm = freeze(tiny_random_lm(seed=3))
+    lm.name = "tiny-random-gpt2"
+    letters = letter_ids(lm)
+    rows = [(lm.encode(f"q{i} A. x B. y\nAnswer:"), i % 5) for i in range(7)]
+    r = evaluate(lm, None, rows, letters)
+    one = [int(next_token_logits(None, lm, [c])[0, letters].argmax()) for c, _ in rows]  # row by row
+    assert r["letter_counts"] == [one.count(k) for k in range(5)] and sum(r["letter_counts"]) == 7
+    assert r["accuracy"] == sum(k == a for k, (_, a) in zip(one, rows)) / 7
+
+
+def test_qa_without_search_and_finetuning_runs_only_the_prompts(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    code, _, err = cli("run", "soft-prompt-qa", "--quick", "--out", str(out), "--set", "search=false",
+                       "--set", "finetune.sizes=[]")
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert "search" not in res and res["finetune"] == {} and list(res["variants"]) == ["2:letters"]
+    assert (out / "curves.png").is_file() and not (out / "finetune.png").exists()

@@ -13,10 +13,11 @@ Stages (each checkpointed; ``--resume`` continues inside the training stages):
 3. ``search`` (HW 5(c)(ii)): the best ``K``-token hard prompt found by greedy coordinate search over the
    vocabulary (per position, the ``candidates`` tokens with the most negative linearised loss change, each tried
    on ``search_rows`` training questions, the best kept; ``search_rounds`` sweeps), vs a ``K``-vector soft prompt
-   trained for ``train.epochs`` epochs; both start from the letter tokens.
+   trained for ``train.epochs`` epochs; both start from the letter tokens (``search=false`` leaves both out).
 4. ``finetune`` (HW 5(c)(iii)): full fine-tuning of every weight (Adam, ``finetune.lr``) vs a soft prompt
-   on ``finetune.sizes`` training questions for ``finetune.steps`` steps each: train and test accuracy. The
-   fine-tuned copy is not checkpointed (its weights and Adam state would be 1.6 GB): an interrupted stage starts over.
+   on ``finetune.sizes`` training questions (``[]``: none) for ``finetune.steps`` steps each: train and test
+   accuracy. The fine-tuned copy is not checkpointed (its weights and Adam state would be 1.6 GB): an
+   interrupted stage starts over.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ LETTER_TEXT = " A B C D E"
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6  # epochs per soft prompt (the curve is read every epoch)
+    epochs: int = 3  # epochs per soft prompt (the curve is read every epoch); 3 x 18 steps keeps the default
+    # run under 20 minutes of one-thread CPU (6 epochs measured ~37 min in a timed probe, docs/softprompt.md)
     lr: float = 3e-3  # Adam learning rate of the soft prompts
     batch_size: int = 8  # questions per step
 
@@ -49,21 +51,22 @@ class TrainConfig:
 @dataclass
 class FinetuneConfig:
     sizes: list[int] = field(default_factory=lambda: [8, 32])  # training-set sizes of full FT vs soft prompt
-    steps: int = 16  # steps of each at every size
+    steps: int = 12  # steps of each at every size (batch min(8, n): 12 steps are 12 epochs at n = 8, 3 at n = 32)
     lr: float = 1e-5  # Adam learning rate of full fine-tuning
 
 
 @dataclass
 class QAConfig(BaseConfig):
     model: str = "smollm2-135m-instruct"  # HF name, local folder, 'smollm2-135m-instruct' or 'tiny-random'
-    n_test: int = 100  # held-out questions
+    n_test: int = 50  # held-out questions (each read-out of 50 costs ~8 s CPU; the curve reads it every epoch)
     n_train: int = 146  # training questions (disjoint from the test ones; n_test + n_train <= 246)
     variants: list[str] = field(default_factory=lambda: ["20:vocab", "20:letters"])  # P:init
     train: TrainConfig = field(default_factory=TrainConfig)  # every soft prompt of the run
     K: int = 5  # tokens of the searched hard prompt and vectors of its soft counterpart
     candidates: int = 8  # tokens tried per position and round of the greedy coordinate search
-    search_rows: int = 32  # training questions the search scores candidates on
+    search_rows: int = 16  # training questions the search scores candidates on (a candidate costs ~2 s CPU)
     search_rounds: int = 1  # sweeps over the K positions
+    search: bool = True  # run the search stages (coordinate-searched hard prompt vs K-vector soft prompt)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # full fine-tuning vs soft prompt
 
     def __post_init__(self) -> None:
@@ -121,7 +124,8 @@ def questions(cfg, lm) -> dict:
 
 
 def evaluate(lm, prompt, rows, letters) -> dict:
-    """Valid rate, accuracy over the 5 letters, greedy accuracy."""
+    """Valid rate, accuracy over the 5 letters, greedy accuracy, and how often each letter is the scored answer
+    (``letter_counts``, A..E: a prompt at chance either spreads its answers or collapses onto one letter)."""
     import torch
 
     from adaptlab.lm.softprompt import next_token_logits
@@ -136,7 +140,8 @@ def evaluate(lm, prompt, rows, letters) -> dict:
     n = len(rows)
     return {"valid_rate": sum(g in letters for g in greedy) / n,
             "accuracy": sum(s == letters[a] for s, (_, a) in zip(scored, rows)) / n,
-            "greedy_accuracy": sum(g == letters[a] for g, (_, a) in zip(greedy, rows)) / n}
+            "greedy_accuracy": sum(g == letters[a] for g, (_, a) in zip(greedy, rows)) / n,
+            "letter_counts": [scored.count(t) for t in letters]}
 
 
 def _batches(cfg, lm, rows, letters, size=None):
@@ -161,12 +166,15 @@ def _init(cfg, lm, P: int, init: str, index: int):
 
 
 def train_soft(cfg, lm, data, letters, P, init, ckpt, *, rows=None, steps=None, index=1) -> dict:
+    """A soft prompt on ``rows`` (default: all training questions); the test read-out every epoch, or, when
+    ``steps`` is given (the fine-tuning comparison, where an epoch can be one step), at the start and the end."""
     rows = data["train"] if rows is None else rows
     per = common.steps_per_epoch(len(rows), min(cfg.train.batch_size, len(rows)))
+    every = per if steps is None else steps
     steps = cfg.train.epochs * per if steps is None else steps
     prompt, hist = common.train_prompt(
         lm, _init(cfg, lm, P, init, index), _batches(cfg, lm, rows, letters), steps=steps, lr=cfg.train.lr,
-        evaluate=lambda p: evaluate(lm, p, data["test"], letters), eval_every=per, checkpoint=ckpt)
+        evaluate=lambda p: evaluate(lm, p, data["test"], letters), eval_every=every, checkpoint=ckpt)
     return {"P": P, "init": init, "steps": steps, "steps_per_epoch": per, "loss": hist["loss"],
             "eval": hist["eval"], "train": evaluate(lm, prompt, rows, letters), **hist["eval"][-1],
             "timings": {"seconds": hist["seconds"]}}
@@ -234,13 +242,14 @@ def run(cfg: QAConfig, out_dir: Path, resume: bool = False) -> dict:
             cfg, lm, data, letters, P, init, ckpt, index=1 + j)))
         timings[f"variant_{v}_seconds"] = r.pop("timings")["seconds"]
         res["variants"][v] = r
-    t1 = time.perf_counter()
-    res["search"] = {"hard": stages.run("search", lambda ckpt: coordinate_search(cfg, lm, data, letters))}
-    timings["search_seconds"] = time.perf_counter() - t1
-    soft_k = dict(stages.run("search soft", lambda ckpt: train_soft(cfg, lm, data, letters, cfg.K, "letters",
-                                                                    ckpt, index=50)))
-    soft_k.pop("timings")
-    res["search"]["soft"] = soft_k
+    if cfg.search:
+        t1 = time.perf_counter()
+        res["search"] = {"hard": stages.run("search", lambda ckpt: coordinate_search(cfg, lm, data, letters))}
+        timings["search_seconds"] = time.perf_counter() - t1
+        soft_k = dict(stages.run("search soft", lambda ckpt: train_soft(cfg, lm, data, letters, cfg.K,
+                                                                        "letters", ckpt, index=50)))
+        soft_k.pop("timings")
+        res["search"]["soft"] = soft_k
     res["finetune"] = {}
     for n in cfg.finetune.sizes:
         t1 = time.perf_counter()
@@ -259,28 +268,34 @@ def figures(results: dict, cfg: QAConfig, out_dir: Path) -> list[str]:
     from adaptlab.viz.softprompt import qa_curve_figure, qa_finetune_figure
 
     save_figure(qa_curve_figure(results), out_dir / "curves.png")
+    if not results["finetune"]:
+        return ["curves.png"]
     save_figure(qa_finetune_figure(results), out_dir / "finetune.png")
     return ["curves.png", "finetune.png"]
 
 
 def summary(results: dict, cfg: QAConfig) -> str:
     def row(name, r):
-        return f"| {name} | {r['valid_rate']:.2f} | {r['accuracy']:.2f} | {r['greedy_accuracy']:.2f} |"
+        return (f"| {name} | {r['valid_rate']:.2f} | {r['accuracy']:.2f} | {r['greedy_accuracy']:.2f} | "
+                f"{' / '.join(map(str, r['letter_counts']))} |")
 
     lines = [f"Model `{results['model']}`" + (" (random tiny GPT-2: a smoke test, chance numbers)" if
              results["model"] == common.TINY else "") + f"; 5-way capitals, {results['n_train']} training and "
              f"{results['n_test']} test questions; chance accuracy 0.20.", "",
-             "| prompt | valid rate | accuracy (5 letters) | greedy accuracy |", "|---|---|---|---|",
+             "| prompt | valid rate | accuracy (5 letters) | greedy accuracy | scored answers A / B / C / D / E |",
+             "|---|---|---|---|---|",
              row("question only (hard, zero-shot)", results["hard"])]
     for r in results["variants"].values():
         lines.append(row(f"soft P={r['P']}, init {r['init']}, {r['steps']} steps", r))
-    s = results["search"]
-    lines.append(row(f"hard, K={len(s['hard']['ids'])} by coordinate search: {''.join(s['hard']['tokens'])!r}",
-                     s["hard"]))
-    lines.append(row(f"soft, K={s['soft']['P']} vectors, init letters", s["soft"]))
-    lines += ["", "Full fine-tuning vs soft prompt (P=20, letters init) on n training questions "
-              f"({cfg.finetune.steps} steps each): train / test accuracy", "", "| n | full FT | soft prompt |",
-              "|---|---|---|"]
+    if "search" in results:
+        s = results["search"]
+        lines.append(row(f"hard, K={len(s['hard']['ids'])} by coordinate search: "
+                         f"{''.join(s['hard']['tokens'])!r}", s["hard"]))
+        lines.append(row(f"soft, K={s['soft']['P']} vectors, init letters", s["soft"]))
+    if results["finetune"]:
+        lines += ["", "Full fine-tuning vs soft prompt (P=20, letters init) on n training questions "
+                  f"({cfg.finetune.steps} steps each): train / test accuracy", "", "| n | full FT | soft prompt |",
+                  "|---|---|---|"]
     for n, r in results["finetune"].items():
         lines.append(f"| {n} | {r['full']['train']['accuracy']:.2f} / {r['full']['accuracy']:.2f} | "
                      f"{r['soft']['train']['accuracy']:.2f} / {r['soft']['accuracy']:.2f} |")
