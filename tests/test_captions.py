@@ -127,3 +127,50 @@ def test_experiment_bad_input_is_one_line(argv, needle, tmp_path):
     code, _, err = cli(*argv, "--out", str(tmp_path / "o"))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
+
+
+# ------------------------------------------------------------------------------- several training seeds
+
+def _rec(exact, digit, correct):
+    slots = {"digit1": digit, "digit2": digit, "size1": 100.0, "size2": 100.0, "relation": 100.0}
+    split = {"exact": exact, "bleu4": exact, "slots": slots}
+    return {"seen": split, "held-out": split, "seen_beam": split, "test_loss": exact / 100,
+            "seen_correct": correct, "held-out_correct": correct}
+
+
+def test_seed_statistics_pair_the_decoders_by_seed_with_student_t():
+    from adaptlab.experiments.captioning import seed_statistics
+
+    joint = [_rec(80.0, 90.0, [1, 1, 0, 0]), _rec(86.0, 92.0, [1, 1, 1, 0]), _rec(83.0, 91.0, [1, 0, 1, 0])]
+    alt = [_rec(90.0, 95.0, [1, 1, 1, 0]), _rec(89.0, 95.0, [1, 1, 1, 1]), _rec(91.0, 96.0, [1, 1, 1, 0])]
+    st = seed_statistics({"joint": joint, "alternating": alt})
+    gap = st["joint - alternating"]["exact_seen"]
+    assert gap["per_seed"] == [-10.0, -3.0, -8.0]  # paired by seed, not a difference of means of shuffled runs
+    d = torch.tensor([-10.0, -3.0, -8.0], dtype=torch.float64)
+    assert gap["mean"] == pytest.approx(-7.0)
+    assert gap["ci95"] == pytest.approx(4.302653 * float(d.std()) / 3 ** 0.5, rel=1e-6)  # t(0.975, 2 df)
+    # test-set interval: image i's seed-averaged difference (here 4 images: 0, -1/3, -1/3, -1/3, x 100)
+    per_image = 100 * torch.tensor([0.0, -1 / 3, -1 / 3, -1 / 3], dtype=torch.float64)
+    assert gap["test_set_ci95"] == pytest.approx(1.96 * float(per_image.std()) / 2, rel=1e-9)
+    assert st["per_decoder"]["joint"]["digit_seen"]["mean"] == pytest.approx(91.0)
+    assert st["joint - alternating"]["digit_seen"]["per_seed"] == [-5.0, -3.0, -5.0]
+
+
+def test_seed_zero_of_a_several_seed_run_is_the_single_seed_run(tmp_path):
+    pytest.importorskip("sacrebleu")
+    pytest.importorskip("scipy")
+    from adaptlab.config import apply_overrides
+    from adaptlab.experiments.captioning import QUICK, CaptioningConfig, run
+
+    base = {**QUICK, "decoders": ["joint", "alternating"]}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = run(apply_overrides(CaptioningConfig(), base), tmp_path / "one")
+    two = run(apply_overrides(CaptioningConfig(), {**base, "seeds": 2}), tmp_path / "two")
+    assert "seeds" not in one
+    assert one["decoders"] == two["decoders"]  # seed 0 is the single-seed run, bit for bit
+    st = two["seeds"]
+    for name in ("joint", "alternating"):
+        assert st["per_decoder"][name]["test_loss"]["per_seed"][0] == one["decoders"][name]["test_loss"]
+        assert st["per_decoder"][name]["test_loss"]["per_seed"][1] != one["decoders"][name]["test_loss"]
+    assert "joint#1" in two["timings"] and "alternating#1" in two["timings"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adaptlab.errors import ConfigError
-from adaptlab.models.captioner import Captioner, JointLayer, joint_mask
+from adaptlab.models.captioner import AlternatingLayer, Captioner, JointLayer, joint_mask
 from adaptlab.models.vit import Block, ViT, shift_window_mask
 
 from conftest import assert_close
@@ -118,10 +118,10 @@ def _joint_outputs(layer, x, mem, pad, causal=True):
     return layer(x, layer.memory(mem), joint_mask(pad, mem.shape[1], causal))[0]
 
 
-@pytest.fixture
-def hw2b():
+@pytest.fixture(params=[False, True], ids=["shared-kv", "image-kv"])
+def hw2b(request):
     torch.manual_seed(3)
-    layer = JointLayer(8, 2, 2.0).double()
+    layer = JointLayer(8, 2, 2.0, image_kv=request.param).double()
     x = torch.randn(1, 5, 8, dtype=torch.float64)
     mem = torch.randn(1, 3, 8, dtype=torch.float64)
     pad = torch.tensor([[False, False, False, False, True]])
@@ -172,11 +172,11 @@ def test_hw2b_no_nan_even_for_an_all_padding_caption(hw2b):
 
 # ------------------------------------------------------------------------------- decoding
 
-@pytest.mark.parametrize("decoder", ["joint", "alternating"])
+@pytest.mark.parametrize("decoder", ["joint", "joint-image_kv", "alternating"])
 def test_cached_decoding_equals_recomputation(decoder):
     torch.manual_seed(5)
     net = Captioner(vocab_size=9, max_len=7, image_size=16, patch=4, dim=16, heads=2, enc_depth=1, dec_depth=2,
-                    decoder=decoder).double().eval()
+                    decoder=decoder.split("-")[0], image_kv=decoder.endswith("image_kv")).double().eval()
     img = torch.randn(3, 1, 16, 16, dtype=torch.float64)
     prefix = torch.randint(3, 9, (3, 7))
     prefix[:, 0] = net.bos_id
@@ -270,3 +270,18 @@ def test_attention_maps_are_the_attention_weights_on_image_tokens():
             assert_close(total, torch.ones_like(total), rtol=1e-5, atol=1e-6)  # float32 softmax
         else:  # joint: the image share of one softmax over [image; caption]
             assert (total < 1).all() and (total > 0).all()
+
+
+def test_joint_image_kv_projects_image_keys_on_their_own_and_stays_smaller_than_alternating():
+    d = 16
+    shared, own, alt = JointLayer(d, 2, 2.0), JointLayer(d, 2, 2.0, image_kv=True), AlternatingLayer(d, 2, 2.0)
+    n = [sum(p.numel() for p in m.parameters()) for m in (shared, own, alt)]
+    assert n[1] - n[0] == 2 * d * d + 2 * d and n[1] < n[2]
+    mem = torch.randn(1, 3, d)
+    with torch.no_grad():
+        own.kv.load_state_dict(shared.kv.state_dict())
+        k_shared = shared.kv(mem)[..., :d].view(1, 3, 2, d // 2).transpose(1, 2)  # (B, h, M, d/h)
+        assert_close(shared.memory(mem)["mk"], k_shared)  # without image_kv, image keys come from kv
+        own.image_kv.weight.zero_()
+        own.image_kv.bias.zero_()
+        assert (own.memory(mem)["mk"] == 0).all() and (own.memory(mem)["mv"] == 0).all()  # with it, never from kv

@@ -26,6 +26,7 @@ import torch
 
 from adaptlab.config import BaseConfig, check
 from adaptlab.engine import cosine, fit, make_optimizer
+from adaptlab.eval.stats import mean_ci95
 from adaptlab.io import progress
 from adaptlab.runner import Experiment, Stages
 
@@ -52,6 +53,8 @@ class CapModelConfig:
     dec_depth: int = 2  # decoder layers
     mlp_ratio: float = 2.0  # MLP hidden width / dim
     max_len: int = 10  # decoder context in tokens (>= 10, the longest caption with <bos> and <eos>)
+    image_kv: bool = False  # joint decoder: a key/value projection of its own for the image tokens (2 D^2 + 2 D
+    # more weights per block, still one attention over [image; caption] with one mask)
 
 
 @dataclass
@@ -70,6 +73,9 @@ class CaptioningConfig(BaseConfig):
     model: CapModelConfig = field(default_factory=CapModelConfig)
     train: CapTrainConfig = field(default_factory=CapTrainConfig)
     decoders: list[str] = field(default_factory=lambda: list(DECODERS))  # decoders to train and compare
+    seeds: int = 1  # training seeds (initialisation and batch stream) of joint and alternating; the images are
+    # fixed by `seed`, the ablation trains once. > 1 adds means, Student-t 95% CIs and the paired joint - alternating
+    # gap. Seed 0 is the single-seed run, so seeds=1 reproduces it exactly
     timing_batch: int = 128  # images in the decoding-time measurement
 
     def __post_init__(self) -> None:
@@ -100,6 +106,7 @@ class CaptioningConfig(BaseConfig):
         check(len(self.decoders) > 0 and set(self.decoders) <= set(DECODERS)
               and len(set(self.decoders)) == len(self.decoders), "decoders", self.decoders,
               f"distinct names from {', '.join(DECODERS)}")
+        check(1 <= self.seeds <= 100, "seeds", self.seeds, "an integer in 1..100")
         check(self.timing_batch >= 1, "timing_batch", self.timing_batch, "a positive integer")
 
 
@@ -113,6 +120,12 @@ def check_data(cfg: CaptioningConfig) -> None:
     except ImportError as e:
         raise DataError("the captioning experiment scores BLEU-4 with sacrebleu; install it with: "
                         "pip install sacrebleu") from e
+    if cfg.seeds > 1:
+        try:
+            import scipy  # noqa: F401
+        except ImportError as e:
+            raise DataError(f"seeds={cfg.seeds} needs scipy for its Student-t intervals; install it with: "
+                            "pip install scipy") from e
 
 
 def build_data(cfg: CaptioningConfig) -> dict:
@@ -135,7 +148,7 @@ def make_model(name: str, cfg: CaptioningConfig):
     return Captioner(vocab_size=len(v), max_len=m.max_len, image_size=cfg.data.canvas, patch=m.patch, dim=m.dim,
                      heads=m.heads, mlp_ratio=m.mlp_ratio, enc_depth=m.enc_depth, dec_depth=m.dec_depth,
                      decoder=name.split("-")[0], causal=not name.endswith("nocausal"), pad_id=v.pad,
-                     bos_id=v.bos, eos_id=v.eos, embed=m.embed)
+                     bos_id=v.bos, eos_id=v.eos, embed=m.embed, image_kv=m.image_kv)
 
 
 def _params(module) -> int:
@@ -166,15 +179,35 @@ def steps_of(name: str, cfg: CaptioningConfig) -> int:
     return min(cfg.train.ablation_steps, cfg.train.steps) if name.endswith("nocausal") else cfg.train.steps
 
 
-def train_decoder(name: str, cfg: CaptioningConfig, data: dict, index: int, checkpoint=None) -> dict:
-    """Train one captioner and evaluate it; the stage result of the run."""
+def seeds_of(name: str, cfg: CaptioningConfig) -> range:
+    """Training seeds of decoder ``name``: ``cfg.seeds`` of them, one for the no-causal-mask ablation."""
+    return range(1 if name.endswith("nocausal") else cfg.seeds)
+
+
+def train_seeds(cfg: CaptioningConfig, index: int, seed: int) -> tuple[int, int]:
+    """(initialisation seed, batch-stream seed) of the ``index``-th decoder's training seed ``seed``.
+
+    Seed 0 keeps the single-seed run's numbers (``100 * cfg.seed + index`` and ``+ 50``); seed s > 0 adds
+    ``10**6 * s``, out of reach of any run seed below 10,000.
+
+    >>> train_seeds(CaptioningConfig(), 1, 0), train_seeds(CaptioningConfig(), 1, 2)
+    ((1, 51), (2000001, 2000051))
+    """
+    base = cfg.seed * 100 + index + 1_000_000 * seed
+    return base, base + 50
+
+
+def train_decoder(name: str, cfg: CaptioningConfig, data: dict, index: int, seed: int = 0,
+                  checkpoint=None) -> dict:
+    """Train one captioner (training seed ``seed``) and evaluate it; the stage result of the run."""
     t, dev = cfg.train, cfg.device
     steps = steps_of(name, cfg)
-    torch.manual_seed(cfg.seed * 100 + index)
+    init_seed, stream_seed = train_seeds(cfg, index, seed)
+    torch.manual_seed(init_seed)
     net = make_model(name, cfg).to(dev)
     tr = data["train"]
     x, y = tr.images.to(dev), tr.tokens.to(dev)
-    gen = torch.Generator().manual_seed(cfg.seed * 100 + 50 + index)
+    gen = torch.Generator().manual_seed(stream_seed)
     opt = make_optimizer(net.parameters(), "adam", t.lr)
 
     def batch(step: int):
@@ -195,7 +228,10 @@ def train_decoder(name: str, cfg: CaptioningConfig, data: dict, index: int, chec
         rec["test_loss"] = float(net.loss(seen.images.to(dev), seen.tokens.to(dev)))
     for split in ("seen", "held-out"):
         s = data[split]
-        rec[split] = _scores(_captions(net, s.images.to(dev)), s.captions)
+        hyps = _captions(net, s.images.to(dev))
+        rec[split] = _scores(hyps, s.captions)
+        # per-image exact match, for the paired test-set interval of a several-seed run (not in results.json)
+        rec[f"{split}_correct"] = [int(h == r) for h, r in zip(hyps, s.captions)]
     rec["seen_beam"] = _scores(_captions(net, data["seen"].images.to(dev), beam=t.beam), data["seen"].captions)
     rec["timings"] = _decode_times(net, data["seen"].images[:cfg.timing_batch].to(dev))
     ex = data["seen"].images[:2].to(dev)
@@ -222,18 +258,73 @@ def _decode_times(net, images: torch.Tensor, repeats: int = 3) -> dict:
     return out
 
 
+def _t_ci(values: list[float]) -> dict:
+    """Mean, Student-t 95% half-width (n - 1 degrees of freedom; 0 for one value) and the values."""
+    import math
+
+    v = torch.tensor(values, dtype=torch.float64)
+    n = len(values)
+    if n == 1:
+        return {"mean": values[0], "ci95": 0.0, "per_seed": values}
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(0.975, n - 1)) * float(v.std(unbiased=True)) / math.sqrt(n)
+    return {"mean": float(v.mean()), "ci95": half, "per_seed": values}
+
+
+SEED_METRICS = {  # name in results -> value of one stage record
+    "exact_seen": lambda r: r["seen"]["exact"],
+    "exact_held_out": lambda r: r["held-out"]["exact"],
+    "exact_seen_beam": lambda r: r["seen_beam"]["exact"],
+    "bleu4_seen": lambda r: r["seen"]["bleu4"],
+    "digit_seen": lambda r: (r["seen"]["slots"]["digit1"] + r["seen"]["slots"]["digit2"]) / 2,
+    "test_loss": lambda r: r["test_loss"],
+}
+
+
+def seed_statistics(recs: dict[str, list[dict]]) -> dict:
+    """Per-decoder means and CIs over training seeds, and the joint - alternating gaps paired by seed.
+
+    ``recs[name]`` holds the stage records of decoder ``name``, seed 0 first. The paired gap of exact match
+    also gets a test-set interval: the per-image difference of the seed-averaged exact match, mean and normal
+    95% half-width over the test images (the seeds share the test images, so the seed CI does not cover them).
+    """
+    out: dict = {"per_decoder": {n: {k: _t_ci([f(r) for r in rs]) for k, f in SEED_METRICS.items()}
+                                 for n, rs in recs.items() if len(rs) > 1}}
+    if "joint" in recs and "alternating" in recs and len(recs["joint"]) > 1:
+        j, a = recs["joint"], recs["alternating"]
+        gap = {k: _t_ci([f(rj) - f(ra) for rj, ra in zip(j, a)]) for k, f in SEED_METRICS.items()}
+        for split in ("seen", "held-out"):
+            d = (torch.tensor([r[f"{split}_correct"] for r in j], dtype=torch.float64)
+                 - torch.tensor([r[f"{split}_correct"] for r in a], dtype=torch.float64)).mean(0)  # (n_test,)
+            _, half = mean_ci95(100 * d)
+            gap["exact_seen" if split == "seen" else "exact_held_out"]["test_set_ci95"] = half
+        out["joint - alternating"] = gap
+    return out
+
+
 def run(cfg: CaptioningConfig, out_dir: Path, resume: bool = False) -> dict:
     data = build_data(cfg)
     stages = Stages(out_dir, resume)
-    per, timings = {}, {}
-    for i, name in enumerate(progress(cfg.decoders, desc="decoders")):
-        rec = dict(stages.run(name, train_decoder, name, cfg, data, i))
-        timings[name] = {"train_seconds_per_step": rec.pop("seconds") / rec["steps"],
-                         "train_cpu_seconds_per_step": rec.pop("cpu_seconds") / rec["steps"],
-                         "decode_seconds_per_token": rec.pop("timings")}
-        per[name] = rec
+    per, timings, recs = {}, {}, {}
+    jobs = [(i, name, s) for s in range(cfg.seeds) for i, name in enumerate(cfg.decoders) if s in seeds_of(name, cfg)]
+    for i, name, s in progress(jobs, desc="decoders"):
+        stage = name if s == 0 else f"{name}#{s}"  # seed 0 keeps the single-seed stage name (resume)
+        rec = dict(stages.run(stage, train_decoder, name, cfg, data, i, s))
+        tm = {"train_seconds_per_step": rec.pop("seconds") / rec["steps"],
+              "train_cpu_seconds_per_step": rec.pop("cpu_seconds") / rec["steps"],
+              "decode_seconds_per_token": rec.pop("timings")}
+        recs.setdefault(name, []).append(rec)
+        if s == 0:
+            timings[name] = tm
+            per[name] = {k: v for k, v in rec.items() if not k.endswith("_correct")}
+        else:
+            timings[stage] = tm
     counts = {s: len(set(data[s].captions)) for s in ("train", "seen", "held-out")}
-    return {"decoders": per, "distinct_captions": counts, "timings": timings}
+    out = {"decoders": per, "distinct_captions": counts, "timings": timings}
+    if cfg.seeds > 1:
+        out["seeds"] = seed_statistics(recs)
+    return out
 
 
 def figures(results: dict, cfg: CaptioningConfig, out_dir: Path) -> list[str]:
@@ -288,9 +379,40 @@ def summary(results: dict, cfg: CaptioningConfig) -> str:
                   f"{nc['test_loss']:.3f}{ref}, since each position can read the token it must predict; greedy "
                   f"generation, which has no future tokens to read, gets the exact caption for "
                   f"{nc['seen']['exact']:.1f}% of the images, BLEU-4 {nc['seen']['bleu4']:.1f}{gen}."]
+    if "seeds" in results:
+        lines += [""] + _seed_summary(results["seeds"], cfg)
     lines += ["", "Distinct captions: " + ", ".join(f"{k} {v}" for k, v in results["distinct_captions"].items()) +
               ". Wall times depend on the machine's load (timings.json); the CPU times are one-thread process time."]
     return "\n".join(lines)
+
+
+def _seed_summary(st: dict, cfg: CaptioningConfig) -> list[str]:
+    def cell(c: dict) -> str:
+        return f"{c['mean']:.1f} ± {c['ci95']:.1f} ({', '.join(f'{v:.1f}' for v in c['per_seed'])})"
+
+    n = cfg.seeds
+    lines = [f"**Over {n} training seeds** (initialisation and batch stream; the same images): mean ± Student-t 95% "
+             f"CI ({n - 1} degrees of freedom), per-seed values in brackets, seed 0 is the table above.", "",
+             "| decoder | exact (seen) | exact (held-out pairs) | digit slots (seen) | BLEU-4 (seen) | "
+             "teacher-forced test loss |", "|---|---|---|---|---|---|"]
+    rows = dict(st["per_decoder"])
+    if "joint - alternating" in st:
+        rows["joint - alternating, paired by seed"] = st["joint - alternating"]
+    for name, m in rows.items():
+        loss = m["test_loss"]
+        lines.append(f"| {name} | {cell(m['exact_seen'])} | {cell(m['exact_held_out'])} | {cell(m['digit_seen'])} | "
+                     f"{cell(m['bleu4_seen'])} | {loss['mean']:.3f} ± {loss['ci95']:.3f} |")
+    if "joint - alternating" in st:
+        g = st["joint - alternating"]["exact_seen"]
+        lo, hi = g["mean"] - g["ci95"], g["mean"] + g["ci95"]
+        verdict = ("more than 2 points behind: the target is missed beyond seed noise" if hi < -2 else
+                   "within 2 points of alternating: the target is met beyond seed noise" if lo > -2 else
+                   "the interval straddles -2 points: these seeds cannot tell whether the target is met")
+        lines += ["", f"**Joint - alternating, exact match on seen pairs**: {g['mean']:+.1f} points, 95% CI "
+                  f"[{lo:+.1f}, {hi:+.1f}] over seeds; {verdict}. The {cfg.data.n_test} test images add their own "
+                  f"sampling error, ± {g['test_set_ci95']:.1f} points (per-image differences of the seed-averaged "
+                  "exact match)."]
+    return lines
 
 
 QUICK = {"data.n_train": 256, "data.n_test": 32, "model.dim": 16, "model.heads": 2, "model.enc_depth": 1,

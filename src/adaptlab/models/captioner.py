@@ -90,17 +90,24 @@ def _attend(q, k, v, mask, weights: bool):
 
 
 class JointLayer(nn.Module):
-    """One attention over keys [image; caption] with one mask, then an MLP (pre-norm)."""
+    """One attention over keys [image; caption] with one mask, then an MLP (pre-norm).
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+    ``image_kv=True`` gives the image tokens their own key/value projection (``2 D^2 + 2 D`` more weights,
+    ``6 D^2`` attention weights in all); it is still one attention over [image; caption] under one mask.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, image_kv: bool = False):
         super().__init__()
         self.h = heads
         self.norm1, self.q, self.kv, self.proj = nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), \
             nn.Linear(dim, dim)
         self.norm2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+        if image_kv:  # created last, so the shared-projection layer's initialisation is unchanged
+            self.image_kv = nn.Linear(dim, 2 * dim)
 
     def memory(self, m: torch.Tensor) -> dict:  # image keys/values, computed once per image
-        mk, mv = self.kv(m).chunk(2, -1)
+        proj = getattr(self, "image_kv", self.kv)
+        mk, mv = proj(m).chunk(2, -1)
         return {"mk": _heads(mk, self.h), "mv": _heads(mv, self.h)}
 
     def forward(self, x, mem: dict, mask, cache: dict | None = None, weights: bool = False):
@@ -155,13 +162,15 @@ class Captioner(nn.Module):
         dim, heads, mlp_ratio: widths shared by encoder and decoder. enc_depth, dec_depth: block counts.
         decoder: ``"joint"`` or ``"alternating"``.
         causal: causal mask among caption tokens (False: the no-mask ablation that cannot generate).
+        image_kv: joint decoder only: a key/value projection of its own for the image tokens (see
+            :class:`JointLayer`); the alternating decoder always has one (its cross-attention).
     """
 
     def __init__(self, vocab_size: int = 20, max_len: int = 10, image_size: int = 28, patch: int = 7,
                  in_channels: int = 1, dim: int = 32, heads: int = 4, mlp_ratio: float = 2.0, enc_depth: int = 1,
                  dec_depth: int = 1, window: int | None = None, positions: str = "learned",
                  decoder: str = "joint", causal: bool = True, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
-                 embed: str = "patch"):
+                 embed: str = "patch", image_kv: bool = False):
         super().__init__()
         if decoder not in ("joint", "alternating"):
             raise ConfigError(f"decoder={decoder!r} is invalid; expected 'joint' or 'alternating'")
@@ -174,8 +183,10 @@ class Captioner(nn.Module):
                            n_classes=None, embed=embed)
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(max_len, dim))
-        layer = JointLayer if decoder == "joint" else AlternatingLayer
-        self.layers = nn.ModuleList(layer(dim, heads, mlp_ratio) for _ in range(dec_depth))
+        if decoder == "joint":
+            self.layers = nn.ModuleList(JointLayer(dim, heads, mlp_ratio, image_kv) for _ in range(dec_depth))
+        else:
+            self.layers = nn.ModuleList(AlternatingLayer(dim, heads, mlp_ratio) for _ in range(dec_depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
 
