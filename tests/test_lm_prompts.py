@@ -86,7 +86,7 @@ def test_smollm2_reproduces_the_findings_on_16_capitals():
 def test_chat_scoring_reads_the_letters_the_model_writes():
     """In the chat template the answer opens the assistant turn with no leading space ("A."): the scored
     letters must be those tokens, so wherever the greedy answer is a letter, the scored argmax is that letter
-    (greedy picks the argmax over the whole vocabulary). Scoring " A".." E" instead broke this on 41 of 50."""
+    (greedy picks the argmax over the whole vocabulary). Scoring " A".." E" instead broke this on most questions."""
     from adaptlab.data.text import load_capitals
     from adaptlab.lm.load import load_causal_lm
     from adaptlab.lm.prompts import evaluate_mc, parse_letter
