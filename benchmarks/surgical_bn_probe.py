@@ -17,7 +17,6 @@ diagnosis only; every choice in the experiment is made on held-out images).
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -27,9 +26,10 @@ from adaptlab.adapt import finetune, select_blocks
 from adaptlab.engine import derive_seed
 from adaptlab.eval.metrics import accuracy
 from adaptlab.experiments.surgical import SHIFTS, SurgicalConfig, _new_model, _source, _target, train_source
+from adaptlab.io import cache_root
 
 torch.set_num_threads(1)
-CACHE = Path("/tmp/adaptlab_surgical_bn_probe_source.pt")  # the default source model, trained once
+CACHE = cache_root() / "surgical_bn_probe_source.pt"  # the default source model, trained once
 cfg = SurgicalConfig()
 clean = _source(cfg)
 net = _new_model(cfg)
