@@ -12,5 +12,5 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "oneshot20": ["ink_points", "mhd_cost", "modified_hausdorff", "oneshot20_error"],
     "shots": ["ShotsData", "constant_curve", "eval_sizes", "make_shots_data", "mse_metric", "shots_curve",
               "sign_error_metric"],
-    "stats": ["band", "mean_ci95"],
+    "stats": ["band", "mean_ci95", "mean_t_ci95"],
 })

@@ -26,7 +26,7 @@ import torch
 
 from adaptlab.config import BaseConfig, check
 from adaptlab.engine import cosine, fit, make_optimizer
-from adaptlab.eval.stats import mean_ci95
+from adaptlab.eval.stats import mean_ci95, mean_t_ci95
 from adaptlab.io import progress
 from adaptlab.runner import Experiment, Stages
 
@@ -260,16 +260,8 @@ def _decode_times(net, images: torch.Tensor, repeats: int = 3) -> dict:
 
 def _t_ci(values: list[float]) -> dict:
     """Mean, Student-t 95% half-width (n - 1 degrees of freedom; 0 for one value) and the values."""
-    import math
-
-    v = torch.tensor(values, dtype=torch.float64)
-    n = len(values)
-    if n == 1:
-        return {"mean": values[0], "ci95": 0.0, "per_seed": values}
-    from scipy.stats import t as student_t
-
-    half = float(student_t.ppf(0.975, n - 1)) * float(v.std(unbiased=True)) / math.sqrt(n)
-    return {"mean": float(v.mean()), "ci95": half, "per_seed": values}
+    mean, half = mean_t_ci95(values) if len(values) > 1 else (values[0], 0.0)
+    return {"mean": mean, "ci95": half, "per_seed": values}
 
 
 SEED_METRICS = {  # name in results -> value of one stage record

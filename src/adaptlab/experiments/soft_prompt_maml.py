@@ -44,13 +44,13 @@ References:
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptlab.config import BaseConfig, check
+from adaptlab.eval.stats import mean_t_ci95
 from adaptlab.io import progress, save_figure
 from adaptlab.runner import Experiment, Stages
 
@@ -331,16 +331,6 @@ def meta_train(cfg: SoftMAMLConfig, lm, pools_: dict, method: str, checkpoint=No
 # ------------------------------------------------------------------------------------------- meta-test
 
 
-def _t_ci(values) -> tuple[float, float]:
-    """Mean and the half-width of the Student-t 95% CI (n - 1 degrees of freedom)."""
-    import torch
-    from scipy.stats import t
-
-    v = torch.as_tensor(values, dtype=torch.float64)
-    n = v.numel()
-    return float(v.mean()), float(t.ppf(0.975, n - 1) * v.std(unbiased=True) / math.sqrt(n))
-
-
 def test_episodes(cfg: SoftMAMLConfig, pools_: dict) -> list[tuple[str, list, list]]:
     """``episodes`` (type, support, query) per held-out type, the same for every initialisation."""
     rng = _rng(cfg, 2, 0)
@@ -407,17 +397,17 @@ def summarize(cfg: SoftMAMLConfig, raw: dict) -> dict:
     for name, curve in raw["inits"].items():
         row = {}
         for k in ks:
-            m, h = _t_ci(curve[k]["acc"])
-            row[k] = {"acc": m, "ci95": h, "loss": _t_ci(curve[k]["loss"])[0],
-                      "per_type": {t: _t_ci([a for a, tt in zip(curve[k]["acc"], types) if tt == t])[0]
+            m, h = mean_t_ci95(curve[k]["acc"])
+            row[k] = {"acc": m, "ci95": h, "loss": mean_t_ci95(curve[k]["loss"])[0],
+                      "per_type": {t: mean_t_ci95([a for a, tt in zip(curve[k]["acc"], types) if tt == t])[0]
                                    for t in cfg.test_tasks}}
             if name != "vocab":
                 d = [a - b for a, b in zip(curve[k]["acc"], raw["inits"]["vocab"][k]["acc"])]
-                dm, dh = _t_ci(d)
+                dm, dh = mean_t_ci95(d)
                 row[k]["minus_vocab"] = {"mean": dm, "ci95": dh, "excludes_zero": bool(dm - dh > 0 or dm + dh < 0)}
         table[name] = row
-    hard = {m: {"acc": _t_ci(raw[m])[0], "ci95": _t_ci(raw[m])[1],
-                "per_type": {t: _t_ci([a for a, tt in zip(raw[m], types) if tt == t])[0] for t in cfg.test_tasks}}
+    hard = {m: {"acc": mean_t_ci95(raw[m])[0], "ci95": mean_t_ci95(raw[m])[1],
+                "per_type": {t: mean_t_ci95([a for a, tt in zip(raw[m], types) if tt == t])[0] for t in cfg.test_tasks}}
             for m in ("fewshot", "zeroshot")}
     return {"steps": [int(k) for k in ks], "init": table, "hard": hard, "n_episodes": len(types)}
 
