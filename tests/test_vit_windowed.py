@@ -40,6 +40,7 @@ from helpers import cli
     (["--set", "stem=-1"], "stem=-1"),
     (["--set", "stem_depth=0"], "stem_depth=0"),
     (["--set", "pool=sum"], "pool='sum'"),
+    (["--set", "rel_pos=3"], "rel_pos='3'"),
 ])
 def test_vit_windowed_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path):
     code, _, err = cli("run", "vit-windowed", *argv, "--out", str(tmp_path / "o"))
@@ -55,6 +56,7 @@ def test_vit_windowed_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path):
     (lambda: ViT(stem=-2), "stem=-2"),
     (lambda: ViT(stem=4, stem_depth=0), "stem_depth=0"),
     (lambda: ViT(pool="cls"), "pool='cls'"),
+    (lambda: ViT(rel_pos="yes"), "rel_pos='yes'"),
     (lambda: Captioner(vocab_size=10, max_len=5)(torch.zeros(1, 1, 28, 28), torch.ones(1, 6, dtype=torch.long)),
      "max_len=5"),  # a caption longer than the decoder's context
     (lambda: Captioner(vocab_size=10, max_len=5)(torch.zeros(1, 1, 28, 28), torch.tensor([[1, 12]])),
