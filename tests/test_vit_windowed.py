@@ -170,6 +170,14 @@ def test_summary_says_which_side_wins(g, c, ahead):
     assert ("far from converged" in text) == (max(sum(g), sum(c)) / 2 < 90)
 
 
+def test_seed_intervals_are_student_t():
+    from adaptlab.experiments.vit_windowed import _mean_ci
+
+    r = _mean_ci([1.0, 2.0, 3.0])  # s = 1, n = 3: t_{0.975, 2} = 4.3027 times 1 / sqrt(3)
+    assert r["n"] == 3 and r["mean"] == 2.0 and abs(r["ci95"] - 4.302653 / math.sqrt(3)) < 1e-5
+    assert _mean_ci([5.0]) == {"mean": 5.0, "ci95": 0.0, "n": 1}
+
+
 def test_reduced_recipe_learns_far_above_chance():
     """32 px canvas (the digit nearly fills it, 4 x 4 tokens, conv embedding, 4 blocks), 400 steps: test
     accuracy well above the 10% of chance.

@@ -14,8 +14,8 @@ within a few minutes of CPU; the grid stays H / P.
 
 Training draws fresh placements of MNIST-train digits at every step (no image is seen twice), with Adam, a
 linear warmup and a cosine decay (:func:`adaptlab.engine.cosine`). Each variant trains ``seeds`` times at the
-first canvas (mean and 95% CI over seeds; the windowed - global and global - causal gaps are paired by seed,
-which fixes the data stream) and ``seeds_large`` times at the larger ones. Cost is counted (forward FLOPs per
+first canvas (mean and Student-t 95% CI over seeds; the windowed - global and global - causal gaps are paired
+by seed, which fixes the data stream) and ``seeds_large`` times at the larger ones. Cost is counted (forward FLOPs per
 image, :func:`adaptlab.eval.flops.count_flops`) and timed (median forward CPU seconds of a batch, timings.json)
 on canvases up to ``cost_sizes``.
 """
@@ -110,8 +110,15 @@ class VitWindowedConfig(BaseConfig):
 
 def check_data(cfg: VitWindowedConfig) -> None:
     from adaptlab.data.mnist import load_mnist
+    from adaptlab.errors import DataError
 
     load_mnist()
+    if cfg.seeds > 1 or cfg.seeds_large > 1:
+        try:
+            import scipy  # noqa: F401
+        except ImportError as e:
+            raise DataError(f"seeds={cfg.seeds} needs scipy for its Student-t intervals; install it with: "
+                            "pip install scipy") from e
 
 
 def make_vit(variant: str, canvas: int, cfg: VitWindowedConfig):
@@ -223,11 +230,12 @@ def jobs(cfg: VitWindowedConfig) -> list[tuple[str, int, int]]:
 
 
 def _mean_ci(values: list[float]) -> dict:
-    from adaptlab.eval.stats import mean_ci95
+    """Mean and Student-t 95% half-width over a few seeds (t_{0.975, 2} = 4.30 for 3 seeds, not 1.96)."""
+    from adaptlab.eval.stats import mean_t_ci95
 
     if len(values) == 1:  # no spread to estimate: a CI of 0 rather than NaN (results hold no NaN)
         return {"mean": float(values[0]), "ci95": 0.0, "n": 1}
-    mean, half = mean_ci95(torch.tensor(values))
+    mean, half = mean_t_ci95(values)
     return {"mean": mean, "ci95": half, "n": len(values)}
 
 
@@ -295,7 +303,7 @@ def summary(results: dict, cfg: VitWindowedConfig) -> str:
              + f". Adam, peak lr {t.lr:g}, {t.warmup} warmup steps then cosine decay, batch {t.batch_size} of "
              f"fresh placements of the first {cfg.n_train} MNIST-train digits; {t.steps} steps at {c0} px "
              f"({cfg.seeds} seeds), {t.steps_large} at larger canvases ({cfg.seeds_large} seed(s)); accuracy on "
-             f"{cfg.n_test} MNIST-test images per canvas, ± the 95% CI over seeds. Windowed: "
+             f"{cfg.n_test} MNIST-test images per canvas, ± the Student-t 95% CI over seeds. Windowed: "
              f"{cfg.window}x{cfg.window}-patch windows, odd blocks shifted.", "",
              "| canvas (px) | tokens | global acc. | windowed acc. | global GFLOPs / image | windowed GFLOPs / image "
              "| FLOPs ratio | forward CPU-time ratio (global / windowed) |", "|---|---|---|---|---|---|---|---|"]
