@@ -4,7 +4,7 @@
 
 The full-form time is the wall time recorded in the committed run folder ``docs/results/NAME``
 (``summary.md``: "Wall time: ... s"): the default form, except where an experiment's docs page says its committed
-run is reduced (captioning, vit-windowed, lm-prompting, lm-probe this round). The quick-form time is measured
+run is reduced (captioning, lm-prompting, lm-probe this round). The quick-form time is measured
 here, one torch thread, in a subprocess per experiment (so imports and data loading count, as a user sees them).
 The load average is recorded beside.
 """

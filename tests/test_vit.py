@@ -8,7 +8,7 @@ import torch
 
 from adaptlab.errors import ConfigError
 from adaptlab.models.captioner import AlternatingLayer, Captioner, JointLayer, joint_mask
-from adaptlab.models.vit import Block, ViT, shift_window_mask
+from adaptlab.models.vit import Block, ViT, relative_index, shift_window_mask
 
 from conftest import assert_close
 
@@ -89,6 +89,110 @@ def test_vit_gradcheck_windowed_float64():
     net = ViT(image_size=8, patch=2, dim=8, depth=2, heads=2, window=2, n_classes=3).double()
     x = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: net(t), (x,))
+
+
+# ------------------------------------------------------------------------------- relative position bias
+
+
+def naive_rel_pos_attention(blk, x):
+    """Per-window loop with the bias built entry by entry from the table: no roll, no index tensor.
+
+    Windows are the pieces of the grid cut at s, s+K, ... in original coordinates (the border pieces the
+    shift mask keeps apart are windows of their own); inside a piece, query (r, c) and key (r', c') get
+    logit q.k / sqrt(dh) + table[(r - r' + S - 1) (2S - 1) + (c - c' + S - 1), head], S = K (or G, global).
+    """
+    b, g, _, d = x.shape
+    h = blk.attn.heads
+    dh = d // h
+    side, s = (g, 0) if blk.window is None else (blk.window, blk.shift)
+    table = blk.rel_table
+    qkv = blk.attn.qkv(x)  # (b, g, g, 3d)
+    out = x.new_zeros(b, g, g, d)
+    label = {}
+    for r in range(g):
+        for c in range(g):
+            label.setdefault(((r - s) // side, (c - s) // side), []).append((r, c))
+    for cells in label.values():
+        n = len(cells)
+        bias = x.new_zeros(h, n, n)
+        for i, (r, c) in enumerate(cells):
+            for j, (r2, c2) in enumerate(cells):
+                bias[:, i, j] = table[(r - r2 + side - 1) * (2 * side - 1) + (c - c2 + side - 1)]
+                if blk.causal and r2 * g + c2 > r * g + c:
+                    bias[:, i, j] = float("-inf")
+        t = torch.stack([qkv[:, r, c] for r, c in cells], 1).view(b, n, 3, h, dh)  # (b, n, 3, h, dh)
+        q, k, v = t.unbind(2)  # (b, n, h, dh)
+        att = (torch.einsum("bihe,bjhe->bhij", q, k) / dh ** 0.5 + bias).softmax(-1)
+        y = torch.einsum("bhij,bjhe->bihe", att, v).reshape(b, n, d)
+        for i, (r, c) in enumerate(cells):
+            out[:, r, c] = y[:, i]
+    return blk.attn.proj(out)
+
+
+@pytest.mark.parametrize("g,k,s,causal", [(8, 4, 0, False), (8, 4, 2, False), (6, 3, 1, False),
+                                          (4, None, 0, False), (4, None, 0, True)])
+def test_rel_pos_attention_equals_a_naive_per_window_loop(g, k, s, causal):
+    torch.manual_seed(g + s)
+    blk = Block(16, 2, g, window=k, shift=s, causal=causal, rel_pos=True).double()
+    side = g if k is None else k
+    assert blk.rel_table.shape == ((2 * side - 1) ** 2, 2)
+    with torch.no_grad():
+        blk.rel_table.normal_()  # trained values, not the zero start, so that every entry matters
+    x = torch.randn(2, g, g, 16, dtype=torch.float64)
+    y = blk.attend(x)
+    assert_close(y, naive_rel_pos_attention(blk, x))
+    with torch.no_grad():  # the bias is really used: without it the output moves
+        blk.rel_table.zero_()
+    assert (blk.attend(x) - y).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("side", [2, 3, 4])
+def test_rel_pos_bias_depends_on_the_offset_only(side):
+    blk = Block(8, 2, 8 if side == 4 else side * 2, window=side, rel_pos=True).double()
+    with torch.no_grad():
+        blk.rel_table.normal_()
+    bias = blk.rel_bias()[0]  # (h, S^2, S^2)
+    cells = [(r, c) for r in range(side) for c in range(side)]
+    seen: dict[tuple[int, int], torch.Tensor] = {}
+    for i, (r, c) in enumerate(cells):
+        for j, (r2, c2) in enumerate(cells):
+            off = (r - r2, c - c2)
+            if off in seen:  # the same offset anywhere in the window: the same bias
+                assert torch.equal(bias[:, i, j], seen[off])
+            seen[off] = bias[:, i, j]
+    assert len(seen) == (2 * side - 1) ** 2  # every offset occurs, each with its own row of the table
+    assert sorted(relative_index(side).unique().tolist()) == list(range((2 * side - 1) ** 2))
+    assert len({tuple(v.tolist()) for v in seen.values()}) == (2 * side - 1) ** 2  # rows are distinct
+
+
+def test_rel_pos_keeps_the_shift_mask_and_starts_as_the_plain_block():
+    torch.manual_seed(1)
+    plain = Block(16, 2, 8, window=4, shift=2).double()
+    torch.manual_seed(1)
+    rel = Block(16, 2, 8, window=4, shift=2, rel_pos=True).double()
+    x = torch.randn(2, 8, 8, 16, dtype=torch.float64)
+    assert_close(rel.attend(x), plain.attend(x))  # zero table: the plain block, masked the same way
+    with torch.no_grad():
+        rel.rel_table.normal_(std=3.0)  # a large bias cannot reopen a key the shift mask hides
+    x2 = x.clone()
+    x2[:, 0, 0] += 1.0  # token (0, 0) sits in the wrapped corner window with (7, 7), (0, 7), (7, 0) ...
+    d = (rel.attend(x2) - rel.attend(x)).abs().amax(-1)[0]  # (8, 8): which outputs the change reaches
+    assert d[0, 0] > 0 and d[1, 1] > 0  # ... but the mask pairs it only with rows/columns 0..1
+    assert (d[2:] == 0).all() and (d[:, 2:] == 0).all()
+    assert torch.isfinite(rel.attend(x)).all()
+
+
+def test_rel_pos_gradient_reaches_the_table_float64():
+    torch.manual_seed(0)
+    net = ViT(image_size=16, patch=2, dim=8, depth=2, heads=2, window=4, n_classes=3, rel_pos=True).double()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    net(x).square().sum().backward()
+    for blk in net.blocks:  # from the zero start, both the plain and the shifted block's table learn
+        assert blk.rel_table.grad is not None and blk.rel_table.grad.abs().sum() > 0
+    blk = net.blocks[1]  # shifted
+    t = torch.randn_like(blk.rel_table, requires_grad=True)
+    z = torch.randn(1, 8, 8, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda w: torch.func.functional_call(blk, {"rel_table": w}, (z,)), (t,))
 
 
 # ------------------------------------------------------------------------------- the HW 2b mask

@@ -40,6 +40,7 @@ from helpers import cli
     (["--set", "stem=-1"], "stem=-1"),
     (["--set", "stem_depth=0"], "stem_depth=0"),
     (["--set", "pool=sum"], "pool='sum'"),
+    (["--set", "rel_pos=3"], "rel_pos='3'"),
 ])
 def test_vit_windowed_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path):
     code, _, err = cli("run", "vit-windowed", *argv, "--out", str(tmp_path / "o"))
@@ -55,6 +56,7 @@ def test_vit_windowed_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path):
     (lambda: ViT(stem=-2), "stem=-2"),
     (lambda: ViT(stem=4, stem_depth=0), "stem_depth=0"),
     (lambda: ViT(pool="cls"), "pool='cls'"),
+    (lambda: ViT(rel_pos="yes"), "rel_pos='yes'"),
     (lambda: Captioner(vocab_size=10, max_len=5)(torch.zeros(1, 1, 28, 28), torch.ones(1, 6, dtype=torch.long)),
      "max_len=5"),  # a caption longer than the decoder's context
     (lambda: Captioner(vocab_size=10, max_len=5)(torch.zeros(1, 1, 28, 28), torch.tensor([[1, 12]])),
@@ -166,6 +168,14 @@ def test_summary_says_which_side_wins(g, c, ahead):
     text = summary(_results(g, [x - 0.5 for x in g], c), cfg)
     assert ahead in text and "windowed - global = -0.5" in text
     assert ("far from converged" in text) == (max(sum(g), sum(c)) / 2 < 90)
+
+
+def test_seed_intervals_are_student_t():
+    from adaptlab.experiments.vit_windowed import _mean_ci
+
+    r = _mean_ci([1.0, 2.0, 3.0])  # s = 1, n = 3: t_{0.975, 2} = 4.3027 times 1 / sqrt(3)
+    assert r["n"] == 3 and r["mean"] == 2.0 and abs(r["ci95"] - 4.302653 / math.sqrt(3)) < 1e-5
+    assert _mean_ci([5.0]) == {"mean": 5.0, "ci95": 0.0, "n": 1}
 
 
 def test_reduced_recipe_learns_far_above_chance():

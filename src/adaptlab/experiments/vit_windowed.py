@@ -14,8 +14,8 @@ within a few minutes of CPU; the grid stays H / P.
 
 Training draws fresh placements of MNIST-train digits at every step (no image is seen twice), with Adam, a
 linear warmup and a cosine decay (:func:`adaptlab.engine.cosine`). Each variant trains ``seeds`` times at the
-first canvas (mean and 95% CI over seeds; the windowed - global and global - causal gaps are paired by seed,
-which fixes the data stream) and ``seeds_large`` times at the larger ones. Cost is counted (forward FLOPs per
+first canvas (mean and Student-t 95% CI over seeds; the windowed - global and global - causal gaps are paired
+by seed, which fixes the data stream) and ``seeds_large`` times at the larger ones. Cost is counted (forward FLOPs per
 image, :func:`adaptlab.eval.flops.count_flops`) and timed (median forward CPU seconds of a batch, timings.json)
 on canvases up to ``cost_sizes``.
 """
@@ -61,6 +61,7 @@ class VitWindowedConfig(BaseConfig):
     stem_depth: int = 1  # 3x3 convolutions (+ GELU) in that stem, at full resolution
     embed: str = "conv"  # patch embedding: "conv" (log2 P stride-2 3x3 convs, Xiao et al.) or "patch" (one P x P conv)
     pool: str = "mean"  # how the head pools the tokens: "mean" or "max"
+    rel_pos: bool = False  # Swin's learned relative position bias in every block, every variant (False: none)
     n_train: int = 60000  # MNIST-train digits drawn from (placements are fresh at every step)
     n_test: int = 2000  # test images (digits from MNIST's test split, the same for every variant and seed)
     seeds: int = 3  # training seeds per variant at the first canvas (CIs over them)
@@ -91,6 +92,7 @@ class VitWindowedConfig(BaseConfig):
         check(1 <= self.depth <= 64, "depth", self.depth, "an integer in 1..64")
         check(0 <= self.stem <= 1024, "stem", self.stem, "0 (no stem) or a number of channels up to 1024")
         check(self.pool in ("mean", "max"), "pool", self.pool, "'mean' or 'max'")
+        check(isinstance(self.rel_pos, bool), "rel_pos", self.rel_pos, "true or false")
         check(1 <= self.stem_depth <= 16, "stem_depth", self.stem_depth, "an integer in 1..16")
         check(1 <= self.n_train <= 60000, "n_train", self.n_train, "an integer in 1..60000")
         check(1 <= self.n_test <= 10000, "n_test", self.n_test, "an integer in 1..10000")
@@ -108,8 +110,15 @@ class VitWindowedConfig(BaseConfig):
 
 def check_data(cfg: VitWindowedConfig) -> None:
     from adaptlab.data.mnist import load_mnist
+    from adaptlab.errors import DataError
 
     load_mnist()
+    if cfg.seeds > 1 or cfg.seeds_large > 1:
+        try:
+            import scipy  # noqa: F401
+        except ImportError as e:
+            raise DataError(f"seeds={cfg.seeds} needs scipy for its Student-t intervals; install it with: "
+                            "pip install scipy") from e
 
 
 def make_vit(variant: str, canvas: int, cfg: VitWindowedConfig):
@@ -117,8 +126,7 @@ def make_vit(variant: str, canvas: int, cfg: VitWindowedConfig):
 
     return ViT(image_size=canvas, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                window=cfg.window if variant == "windowed" else None, causal=variant == "causal", n_classes=10,
-               stem=cfg.stem, stem_depth=cfg.stem_depth,
-               pool=cfg.pool, embed=cfg.embed)
+               stem=cfg.stem, stem_depth=cfg.stem_depth, pool=cfg.pool, embed=cfg.embed, rel_pos=cfg.rel_pos)
 
 
 def held_out_images(canvas: int, cfg: VitWindowedConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,7 +212,7 @@ def token_reach(variant: str, canvas: int, depth: int, cfg: VitWindowedConfig) -
     shift = 0 if window is None or window == g else window // 2
     torch.manual_seed(0)
     blocks = torch.nn.Sequential(*[Block(cfg.dim, cfg.heads, g, window, shift if i % 2 else 0, 2.0,
-                                         variant == "causal") for i in range(depth)]).double()
+                                         variant == "causal", cfg.rel_pos) for i in range(depth)]).double()
     x = torch.randn(1, g, g, cfg.dim, dtype=torch.float64, requires_grad=True)
     y = blocks(x).reshape(g * g, cfg.dim)  # (N, D)
     seen = torch.stack([torch.autograd.grad(y[i].sum(), x, retain_graph=True)[0].abs().sum(-1).flatten() > 0
@@ -222,11 +230,12 @@ def jobs(cfg: VitWindowedConfig) -> list[tuple[str, int, int]]:
 
 
 def _mean_ci(values: list[float]) -> dict:
-    from adaptlab.eval.stats import mean_ci95
+    """Mean and Student-t 95% half-width over a few seeds (t_{0.975, 2} = 4.30 for 3 seeds, not 1.96)."""
+    from adaptlab.eval.stats import mean_t_ci95
 
     if len(values) == 1:  # no spread to estimate: a CI of 0 rather than NaN (results hold no NaN)
         return {"mean": float(values[0]), "ci95": 0.0, "n": 1}
-    mean, half = mean_ci95(torch.tensor(values))
+    mean, half = mean_t_ci95(values)
     return {"mean": mean, "ci95": half, "n": len(values)}
 
 
@@ -290,10 +299,11 @@ def summary(results: dict, cfg: VitWindowedConfig) -> str:
              + (f", a 3x3 conv stem of {cfg.stem} channels" if cfg.stem else "")
              + (f", a convolutional patch embedding ({cfg.patch.bit_length() - 1} stride-2 3x3 convolutions)"
                 if cfg.embed == "conv" else "")
+             + (", a learned relative position bias in every block (Swin)" if cfg.rel_pos else "")
              + f". Adam, peak lr {t.lr:g}, {t.warmup} warmup steps then cosine decay, batch {t.batch_size} of "
              f"fresh placements of the first {cfg.n_train} MNIST-train digits; {t.steps} steps at {c0} px "
              f"({cfg.seeds} seeds), {t.steps_large} at larger canvases ({cfg.seeds_large} seed(s)); accuracy on "
-             f"{cfg.n_test} MNIST-test images per canvas, ± the 95% CI over seeds. Windowed: "
+             f"{cfg.n_test} MNIST-test images per canvas, ± the Student-t 95% CI over seeds. Windowed: "
              f"{cfg.window}x{cfg.window}-patch windows, odd blocks shifted.", "",
              "| canvas (px) | tokens | global acc. | windowed acc. | global GFLOPs / image | windowed GFLOPs / image "
              "| FLOPs ratio | forward CPU-time ratio (global / windowed) |", "|---|---|---|---|---|---|---|---|"]

@@ -13,5 +13,6 @@ __all__, __getattr__, __dir__ = attach(__name__, {
     "omniglot_mtl": ["omniglot_mtl_blocks", "omniglot_mtl_head"],
     "registry": ["ModelSpec", "create", "names", "register", "spec"],
     "resnet": ["BasicBlock", "CifarResNet", "resnet26", "resnet_small"],
-    "vit": ["ViT", "check_grid", "conv_stem", "shift_window_mask", "sinusoidal_2d", "window_merge", "window_partition"],
+    "vit": ["ViT", "check_grid", "conv_stem", "relative_index", "shift_window_mask", "sinusoidal_2d", "window_merge",
+            "window_partition"],
 })

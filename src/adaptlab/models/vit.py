@@ -17,6 +17,11 @@ field) and has seen local strokes before attention starts
 ``causal=True`` (global attention only) lets token i see tokens 0..i in raster order: the decoder-style
 encoder of the "encoder or decoder?" question.
 
+``rel_pos=True`` adds Swin's relative position bias to every block's attention logits: a learned table
+``B[(2S - 1)^2, heads]`` (S = K for windows, S = G for global attention) read at the offset (dr, dc) of query
+and key, ``softmax(Q K^T / sqrt(d_h) + B[dr, dc] + M) V``, where M is the shift (or causal) mask as 0 / -inf.
+The bias depends on the offset only, so it is the same in every window; the tables start at zero.
+
 Example::
 
     >>> net = ViT(image_size=32, patch=4, dim=16, depth=2, heads=2, window=4, n_classes=10)
@@ -82,6 +87,24 @@ def window_merge(w: torch.Tensor, k: int, g: int) -> torch.Tensor:
     return x.reshape(-1, g, g, d)
 
 
+def relative_index(side: int, device=None) -> torch.Tensor:
+    """(side^2, side^2) long: the row of a ``(2 side - 1)^2`` table for the offset of query i and key j.
+
+    Tokens are the cells of a side x side square in raster order; the offset (dr, dc) = (r_i - r_j, c_i - c_j)
+    has each coordinate in -(side - 1)..side - 1, and maps to row ``(dr + side - 1) (2 side - 1) + dc + side - 1``.
+
+    >>> relative_index(2)
+    tensor([[4, 3, 1, 0],
+            [5, 4, 2, 1],
+            [7, 6, 4, 3],
+            [8, 7, 5, 4]])
+    """
+    r, c = torch.meshgrid(torch.arange(side, device=device), torch.arange(side, device=device), indexing="ij")
+    r, c = r.flatten(), c.flatten()  # (side^2,)
+    dr, dc = r[:, None] - r[None, :] + side - 1, c[:, None] - c[None, :] + side - 1  # (side^2, side^2)
+    return dr * (2 * side - 1) + dc
+
+
 def shift_window_mask(g: int, k: int, s: int, device=None) -> torch.Tensor:
     """Boolean mask (n_windows, k*k, k*k), True = may attend, for windows of a grid rolled by ``-s``.
 
@@ -100,7 +123,11 @@ def shift_window_mask(g: int, k: int, s: int, device=None) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention`` with an optional boolean mask."""
+    """Multi-head self-attention through ``F.scaled_dot_product_attention`` with an optional mask.
+
+    The mask is boolean (True = attend) or float (added to the logits, -inf = hidden), of shape (n, n),
+    (b, n, n) or, per head, (b, h, n, n) (b may be 1: broadcast over the batch).
+    """
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -111,7 +138,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
-        b, n, d = x.shape  # mask: (n, n) or (b, n, n), True = attend
+        b, n, d = x.shape  # mask: (n, n), (b, n, n) or (b | 1, h, n, n); bool True = attend, or float
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (b, h, n, dh)
         if mask is not None and mask.dim() == 3:
             mask = mask[:, None]
@@ -136,10 +163,14 @@ def mlp(dim: int, ratio: float) -> nn.Sequential:
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block over a (B, G, G, D) token grid, global or in (shifted) K x K windows."""
+    """Pre-norm transformer block over a (B, G, G, D) token grid, global or in (shifted) K x K windows.
+
+    ``rel_pos=True`` adds a learned relative position bias (Swin) to the attention logits: a table of
+    ``(2S - 1)^2 x heads`` entries, S = K (windows) or G (global), zero at initialisation.
+    """
 
     def __init__(self, dim: int, heads: int, grid: int, window: int | None = None, shift: int = 0,
-                 mlp_ratio: float = 4.0, causal: bool = False):
+                 mlp_ratio: float = 4.0, causal: bool = False, rel_pos: bool = False):
         super().__init__()
         self.grid, self.window, self.shift, self.causal = grid, window, shift, causal
         self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
@@ -148,16 +179,37 @@ class Block(nn.Module):
             self.register_buffer("mask", shift_window_mask(grid, window, shift), persistent=False)
         else:
             self.mask = None
+        if rel_pos:  # zero start: at initialisation the block computes what it would without the bias
+            side = grid if window is None else window
+            self.rel_table = nn.Parameter(torch.zeros((2 * side - 1) ** 2, heads))
+            self.register_buffer("rel_index", relative_index(side), persistent=False)
+        else:
+            self.rel_table = None
+
+    def rel_bias(self) -> torch.Tensor:
+        """The (1, heads, S^2, S^2) relative position bias of one window (or of the whole grid)."""
+        return self.rel_table[self.rel_index].permute(2, 0, 1)[None]
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:  # (B, G, G, D) -> (B, G, G, D), the attention alone
         b, g, _, d = x.shape
         if self.window is None:
-            return self.attn(x.reshape(b, g * g, d), causal=self.causal).view(b, g, g, d)
+            t = x.reshape(b, g * g, d)
+            if self.rel_table is None:
+                return self.attn(t, causal=self.causal).view(b, g, g, d)
+            bias = self.rel_bias()  # (1, h, N, N)
+            if self.causal:  # the diagonal stays visible: no row is fully masked
+                bias = bias.masked_fill(~x.new_ones(g * g, g * g, dtype=torch.bool).tril(), float("-inf"))
+            return self.attn(t, bias).view(b, g, g, d)
         k, s = self.window, self.shift
         if s:
             x = torch.roll(x, (-s, -s), (1, 2))
         w = window_partition(x, k)  # (B * nW, k*k, D)
-        mask = None if self.mask is None else self.mask.repeat(b, 1, 1)  # (B * nW, k*k, k*k)
+        if self.rel_table is None:
+            mask = None if self.mask is None else self.mask.repeat(b, 1, 1)  # (B * nW, k*k, k*k)
+        else:
+            mask = self.rel_bias()  # (1, h, k*k, k*k), the same in every window
+            if self.mask is not None:  # (B * nW, h, k*k, k*k): -inf where the shift mask hides a key
+                mask = mask.masked_fill(~self.mask[:, None], float("-inf")).repeat(b, 1, 1, 1)
         y = window_merge(self.attn(w, mask), k, g)
         return torch.roll(y, (s, s), (1, 2)) if s else y
 
@@ -189,12 +241,15 @@ class ViT(nn.Module):
         n_classes: size of the head on the pooled tokens (``pool``); None: ``forward`` returns the tokens.
         embed: the patch embedding, ``"patch"`` (one P x P convolution of stride P) or ``"conv"`` (``log2 P``
             stride-2 3 x 3 convolutions; same grid, P a power of two; after the ``stem`` if there is one).
+        rel_pos: add Swin's learned relative position bias to every block's attention (False, the default:
+            absolute positions only); a ``(2K - 1)^2 x heads`` table per block for windows, ``(2G - 1)^2 x
+            heads`` for global attention.
     """
 
     def __init__(self, image_size: int = 28, patch: int = 7, in_channels: int = 1, dim: int = 32, depth: int = 2,
                  heads: int = 4, mlp_ratio: float = 2.0, window: int | None = 2, positions: str = "learned",
                  causal: bool = False, n_classes: int | None = 10, stem: int = 0, embed: str = "patch",
-                 stem_depth: int = 1, pool: str = "mean"):
+                 stem_depth: int = 1, pool: str = "mean", rel_pos: bool = False):
         super().__init__()
         self.grid = grid = check_grid(image_size, patch, window)
         if positions not in ("learned", "sinusoidal"):
@@ -209,6 +264,8 @@ class ViT(nn.Module):
             raise ConfigError(f"pool={pool!r} is invalid; expected 'mean' or 'max'")
         if embed not in ("patch", "conv"):
             raise ConfigError(f"embed={embed!r} is invalid; expected 'patch' or 'conv'")
+        if not isinstance(rel_pos, bool):
+            raise ConfigError(f"rel_pos={rel_pos!r} is invalid; expected True or False")
         self.image_size, self.patch, self.in_channels, self.pool = image_size, patch, in_channels, pool
         self.stem = nn.Sequential(*[m for i in range(stem_depth) for m in (
             nn.Conv2d(stem if i else in_channels, stem, 3, padding=1), nn.GELU())]) if stem else None
@@ -221,8 +278,8 @@ class ViT(nn.Module):
         else:
             self.register_buffer("pos", sinusoidal_2d(grid, dim), persistent=False)
         shift = 0 if window is None or window == grid else window // 2
-        self.blocks = nn.ModuleList(Block(dim, heads, grid, window, shift if i % 2 else 0, mlp_ratio, causal)
-                                    for i in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, heads, grid, window, shift if i % 2 else 0, mlp_ratio, causal,
+                                          rel_pos) for i in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, n_classes) if n_classes else None
 
