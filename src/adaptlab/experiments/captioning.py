@@ -55,6 +55,8 @@ class CapModelConfig:
     max_len: int = 10  # decoder context in tokens (>= 10, the longest caption with <bos> and <eos>)
     image_kv: bool = False  # joint decoder: a key/value projection of its own for the image tokens (2 D^2 + 2 D
     # more weights per block, still one attention over [image; caption] with one mask)
+    image_norm: bool = False  # joint decoder: a LayerNorm of its own for the image tokens in every layer (2 D more
+    # weights per block) before the key/value projection; without it the layers read the encoder's output as is
 
 
 @dataclass
@@ -148,7 +150,8 @@ def make_model(name: str, cfg: CaptioningConfig):
     return Captioner(vocab_size=len(v), max_len=m.max_len, image_size=cfg.data.canvas, patch=m.patch, dim=m.dim,
                      heads=m.heads, mlp_ratio=m.mlp_ratio, enc_depth=m.enc_depth, dec_depth=m.dec_depth,
                      decoder=name.split("-")[0], causal=not name.endswith("nocausal"), pad_id=v.pad,
-                     bos_id=v.bos, eos_id=v.eos, embed=m.embed, image_kv=m.image_kv)
+                     bos_id=v.bos, eos_id=v.eos, embed=m.embed, image_kv=m.image_kv,
+                     image_norm=m.image_norm)
 
 
 def _params(module) -> int:
