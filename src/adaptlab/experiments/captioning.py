@@ -366,6 +366,15 @@ def summary(results: dict, cfg: CaptioningConfig) -> str:
                   f"(difference {j['seen']['exact'] - a['seen']['exact']:+.1f} points) with "
                   f"{j['decoder_block_params']:,} vs {a['decoder_block_params']:,} parameters per decoder block "
                   f"({1 - j['decoder_block_params'] / a['decoder_block_params']:.0%} fewer)."]
+    variant = {"image_kv": "a key/value projection", "image_norm": "a LayerNorm"}
+    variant = [f"model.{k}=true (the image tokens get {what} of their own)" for k, what in variant.items()
+               if getattr(cfg.model, k)]
+    if "joint" in r and variant:
+        lines += ["", "**Joint layer variant**: " + "; ".join(variant) + "."]
+    if "joint" in r and "alternating" not in r:
+        lines += ["", "The joint decoder alone: its training seed s has the initialisation and batch-stream seeds of "
+                  "seed s of a joint,alternating run (joint is first in both lists), so its gaps to that run's "
+                  "alternating decoder pair by seed: `python benchmarks/captioning_gaps.py MAIN_RUN NAME=THIS_RUN`."]
     if "alternating-nocausal" in r:
         nc, al = r["alternating-nocausal"], r.get("alternating")
         ref = "" if al is None else f" (with the mask: {al['test_loss']:.3f})"
