@@ -222,10 +222,14 @@ def _joint_outputs(layer, x, mem, pad, causal=True):
     return layer(x, layer.memory(mem), joint_mask(pad, mem.shape[1], causal))[0]
 
 
-@pytest.fixture(params=[False, True], ids=["shared-kv", "image-kv"])
+@pytest.fixture(params=[{}, {"image_kv": True}, {"image_norm": True}], ids=["shared-kv", "image-kv", "image-norm"])
 def hw2b(request):
     torch.manual_seed(3)
-    layer = JointLayer(8, 2, 2.0, image_kv=request.param).double()
+    layer = JointLayer(8, 2, 2.0, **request.param).double()
+    if "image_norm" in request.param:  # not the identity-like initial affine, so the norm's weights matter
+        with torch.no_grad():
+            layer.image_norm.weight.uniform_(0.5, 1.5)
+            layer.image_norm.bias.normal_()
     x = torch.randn(1, 5, 8, dtype=torch.float64)
     mem = torch.randn(1, 3, 8, dtype=torch.float64)
     pad = torch.tensor([[False, False, False, False, True]])
@@ -276,11 +280,12 @@ def test_hw2b_no_nan_even_for_an_all_padding_caption(hw2b):
 
 # ------------------------------------------------------------------------------- decoding
 
-@pytest.mark.parametrize("decoder", ["joint", "joint-image_kv", "alternating"])
+@pytest.mark.parametrize("decoder", ["joint", "joint-image_kv", "joint-image_norm", "alternating"])
 def test_cached_decoding_equals_recomputation(decoder):
     torch.manual_seed(5)
     net = Captioner(vocab_size=9, max_len=7, image_size=16, patch=4, dim=16, heads=2, enc_depth=1, dec_depth=2,
-                    decoder=decoder.split("-")[0], image_kv=decoder.endswith("image_kv")).double().eval()
+                    decoder=decoder.split("-")[0], image_kv=decoder.endswith("image_kv"),
+                    image_norm=decoder.endswith("image_norm")).double().eval()
     img = torch.randn(3, 1, 16, 16, dtype=torch.float64)
     prefix = torch.randint(3, 9, (3, 7))
     prefix[:, 0] = net.bos_id
@@ -389,3 +394,27 @@ def test_joint_image_kv_projects_image_keys_on_their_own_and_stays_smaller_than_
         own.image_kv.weight.zero_()
         own.image_kv.bias.zero_()
         assert (own.memory(mem)["mk"] == 0).all() and (own.memory(mem)["mv"] == 0).all()  # with it, never from kv
+
+
+def test_joint_image_norm_normalises_only_the_image_tokens_and_starts_as_the_shared_layer():
+    d = 16
+    torch.manual_seed(0)
+    plain = JointLayer(d, 2, 2.0)
+    torch.manual_seed(0)
+    normed = JointLayer(d, 2, 2.0, image_norm=True)
+    n = [sum(p.numel() for p in m.parameters()) for m in (plain, normed, AlternatingLayer(d, 2, 2.0))]
+    assert n[1] - n[0] == 2 * d and n[1] < n[2]
+    for name, p in plain.named_parameters():  # the same initial weights: the norm draws no random numbers
+        assert torch.equal(p, normed.get_parameter(name))
+    mem, x = torch.randn(1, 3, d), torch.randn(1, 4, d)
+    mask = joint_mask(torch.zeros(1, 4, dtype=torch.bool), 3)
+    with torch.no_grad():
+        normed.image_norm.weight.uniform_(0.5, 1.5)
+        normed.image_norm.bias.normal_()
+        ref = torch.nn.functional.layer_norm(mem, (d,), normed.image_norm.weight, normed.image_norm.bias)
+        k, v = plain.kv(ref).chunk(2, -1)  # oracle: the shared projection of the normalised image tokens
+        got = normed.memory(mem)
+        assert_close(got["mk"], k.view(1, 3, 2, d // 2).transpose(1, 2))
+        assert_close(got["mv"], v.view(1, 3, 2, d // 2).transpose(1, 2))
+        # the caption tokens do not pass through it: the output is the plain layer's, fed the normalised image
+        assert_close(normed(x, normed.memory(mem), mask)[0], plain(x, plain.memory(ref), mask)[0])

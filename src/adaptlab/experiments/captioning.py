@@ -55,6 +55,8 @@ class CapModelConfig:
     max_len: int = 10  # decoder context in tokens (>= 10, the longest caption with <bos> and <eos>)
     image_kv: bool = False  # joint decoder: a key/value projection of its own for the image tokens (2 D^2 + 2 D
     # more weights per block, still one attention over [image; caption] with one mask)
+    image_norm: bool = False  # joint decoder: a LayerNorm of its own for the image tokens in every layer (2 D more
+    # weights per block) before the key/value projection; without it the layers read the encoder's output as is
 
 
 @dataclass
@@ -148,7 +150,8 @@ def make_model(name: str, cfg: CaptioningConfig):
     return Captioner(vocab_size=len(v), max_len=m.max_len, image_size=cfg.data.canvas, patch=m.patch, dim=m.dim,
                      heads=m.heads, mlp_ratio=m.mlp_ratio, enc_depth=m.enc_depth, dec_depth=m.dec_depth,
                      decoder=name.split("-")[0], causal=not name.endswith("nocausal"), pad_id=v.pad,
-                     bos_id=v.bos, eos_id=v.eos, embed=m.embed, image_kv=m.image_kv)
+                     bos_id=v.bos, eos_id=v.eos, embed=m.embed, image_kv=m.image_kv,
+                     image_norm=m.image_norm)
 
 
 def _params(module) -> int:
@@ -363,6 +366,15 @@ def summary(results: dict, cfg: CaptioningConfig) -> str:
                   f"(difference {j['seen']['exact'] - a['seen']['exact']:+.1f} points) with "
                   f"{j['decoder_block_params']:,} vs {a['decoder_block_params']:,} parameters per decoder block "
                   f"({1 - j['decoder_block_params'] / a['decoder_block_params']:.0%} fewer)."]
+    variant = {"image_kv": "a key/value projection", "image_norm": "a LayerNorm"}
+    variant = [f"model.{k}=true (the image tokens get {what} of their own)" for k, what in variant.items()
+               if getattr(cfg.model, k)]
+    if "joint" in r and variant:
+        lines += ["", "**Joint layer variant**: " + "; ".join(variant) + "."]
+    if "joint" in r and "alternating" not in r:
+        lines += ["", "The joint decoder alone: its training seed s has the initialisation and batch-stream seeds of "
+                  "seed s of a joint,alternating run (joint is first in both lists), so its gaps to that run's "
+                  "alternating decoder pair by seed: `python benchmarks/captioning_gaps.py MAIN_RUN NAME=THIS_RUN`."]
     if "alternating-nocausal" in r:
         nc, al = r["alternating-nocausal"], r.get("alternating")
         ref = "" if al is None else f" (with the mask: {al['test_loss']:.3f})"

@@ -94,9 +94,11 @@ class JointLayer(nn.Module):
 
     ``image_kv=True`` gives the image tokens their own key/value projection (``2 D^2 + 2 D`` more weights,
     ``6 D^2`` attention weights in all); it is still one attention over [image; caption] under one mask.
+    ``image_norm=True`` gives them a LayerNorm of their own (``2 D`` more weights) before the key/value
+    projection, as the caption tokens have ``norm1``: without it every layer reads the encoder's output as is.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, image_kv: bool = False):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, image_kv: bool = False, image_norm: bool = False):
         super().__init__()
         self.h = heads
         self.norm1, self.q, self.kv, self.proj = nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), \
@@ -104,9 +106,13 @@ class JointLayer(nn.Module):
         self.norm2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
         if image_kv:  # created last, so the shared-projection layer's initialisation is unchanged
             self.image_kv = nn.Linear(dim, 2 * dim)
+        if image_norm:  # ones and zeros, no random draws: every other weight starts as without it
+            self.image_norm = nn.LayerNorm(dim)
 
     def memory(self, m: torch.Tensor) -> dict:  # image keys/values, computed once per image
         proj = getattr(self, "image_kv", self.kv)
+        if hasattr(self, "image_norm"):
+            m = self.image_norm(m)
         mk, mv = proj(m).chunk(2, -1)
         return {"mk": _heads(mk, self.h), "mv": _heads(mv, self.h)}
 
@@ -164,13 +170,14 @@ class Captioner(nn.Module):
         causal: causal mask among caption tokens (False: the no-mask ablation that cannot generate).
         image_kv: joint decoder only: a key/value projection of its own for the image tokens (see
             :class:`JointLayer`); the alternating decoder always has one (its cross-attention).
+        image_norm: joint decoder only: a LayerNorm of its own for the image tokens in every layer.
     """
 
     def __init__(self, vocab_size: int = 20, max_len: int = 10, image_size: int = 28, patch: int = 7,
                  in_channels: int = 1, dim: int = 32, heads: int = 4, mlp_ratio: float = 2.0, enc_depth: int = 1,
                  dec_depth: int = 1, window: int | None = None, positions: str = "learned",
                  decoder: str = "joint", causal: bool = True, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
-                 embed: str = "patch", image_kv: bool = False):
+                 embed: str = "patch", image_kv: bool = False, image_norm: bool = False):
         super().__init__()
         if decoder not in ("joint", "alternating"):
             raise ConfigError(f"decoder={decoder!r} is invalid; expected 'joint' or 'alternating'")
@@ -184,7 +191,8 @@ class Captioner(nn.Module):
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(max_len, dim))
         if decoder == "joint":
-            self.layers = nn.ModuleList(JointLayer(dim, heads, mlp_ratio, image_kv) for _ in range(dec_depth))
+            self.layers = nn.ModuleList(JointLayer(dim, heads, mlp_ratio, image_kv, image_norm)
+                                        for _ in range(dec_depth))
         else:
             self.layers = nn.ModuleList(AlternatingLayer(dim, heads, mlp_ratio) for _ in range(dec_depth))
         self.norm = nn.LayerNorm(dim)
