@@ -95,6 +95,10 @@ class Finetune:
     # replication, so the CI includes the lr choice); 'mean': one lr, best mean held-out accuracy over seeds;
     # 'seed0': the lr of seed 0's held-out accuracy for every seed (the former protocol; older folders)
     select: str = "seed"  # how the lr is chosen on held-out target images: 'seed', 'mean' or 'seed0'
+    # Auto-RGN's measurement (adapt.finetune): the defaults are the paper's rule, per tensor at every step
+    rgn_every: int = 1  # steps between Auto-RGN weight recomputations (0: once per epoch of the target images)
+    rgn_batches: int = 1  # batches whose mean gradient sets the Auto-RGN weights (1: the step's own batch)
+    rgn_unit: str = "tensor"  # Auto-RGN relative norm per 'tensor' (paper) or per 'block' (one weight a block)
 
 
 @dataclass
@@ -149,6 +153,9 @@ class SurgicalConfig(BaseConfig):
                   "a non-empty list of positive learning rates <= 10")
         check(f.rgn_norms in ("freeze", "weigh"), "finetune.rgn_norms", f.rgn_norms, "'freeze' or 'weigh'")
         check(f.select in SELECT, "finetune.select", f.select, "'seed', 'mean' or 'seed0'")
+        check(0 <= f.rgn_every <= 10_000_000, "finetune.rgn_every", f.rgn_every, "an integer >= 0 (0: per epoch)")
+        check(1 <= f.rgn_batches <= 1000, "finetune.rgn_batches", f.rgn_batches, "an integer in 1..1000")
+        check(f.rgn_unit in ("tensor", "block"), "finetune.rgn_unit", f.rgn_unit, "'tensor' or 'block'")
         check(self.curve_seeds == 0 or 2 <= self.curve_seeds <= self.seeds, "curve_seeds", self.curve_seeds,
               "0 (all seeds) or an integer in 2..seeds")
         check(2 <= self.seeds <= 100, "seeds", self.seeds, "an integer in 2..100 (a CI needs two)")
@@ -281,10 +288,12 @@ def _tune(cfg, net, variant, data, n, seed_i, lr):
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, 10 + seed_i))
     idx = torch.randperm(px.shape[0], generator=g)[:n]
     auto = VARIANTS_AUTO.get(variant)
+    f = cfg.finetune
+    every = f.rgn_every or -(-idx.shape[0] // min(f.batch_size, idx.shape[0]))  # 0: steps per epoch
     return finetune(net, px[idx].to(dev), py[idx].to(dev), tune="all" if auto else [variant], auto=auto,
-                    steps=cfg.finetune.steps, lr=lr, batch_size=cfg.finetune.batch_size, generator=g,
-                    snr_threshold=cfg.snr_threshold, rgn_norms=cfg.finetune.rgn_norms,
-                    recalibrate=cfg.finetune.recalibrate)
+                    steps=f.steps, lr=lr, batch_size=f.batch_size, generator=g, snr_threshold=cfg.snr_threshold,
+                    rgn_norms=f.rgn_norms, recalibrate=f.recalibrate, rgn_every=every, rgn_batches=f.rgn_batches,
+                    rgn_unit=f.rgn_unit)
 
 
 def choose_lr(val: list[dict[float, float]], select: str) -> list[float]:
