@@ -514,19 +514,16 @@ QUICK = {"train.steps": 30, "train.batch_size": 32, "recalibrate": 500, "shifts"
          "n_target": 100, "n_val": 100, "n_test": 200, "finetune.lrs": [3e-3], "finetune.rgn_lrs": [1e-2],
          "finetune.steps": 4, "finetune.batch_size": 16, "seeds": 2}
 # the paper's ResNet-26 at the size one loaded CPU allowed (docs/adapt.md): a shorter source training, 30 steps
-# per variant, one lr (the one the ResNet-8 grid chose most often), 2 seeds, 3 shifts, no Auto-SNR
-# made before the tuned BNs' statistics were recomputed after fine-tuning (finetune.recalibrate): pinned to the
-# settings of its committed folder so that folder stays reproducible; docs/adapt.md says what that costs
-RESNET26 = {"model": "resnet26", "finetune.recalibrate": False, "finetune.select": "seed0", "train.steps": 150,
-            "train.batch_size": 64,
-            "recalibrate": 2000,
+# per variant, 2 seeds, 3 shifts, no Auto-SNR; the default protocol otherwise (lr grids chosen per seed, tuned BN
+# statistics recomputed)
+RESNET26 = {"model": "resnet26", "train.steps": 150, "train.batch_size": 64, "recalibrate": 2000,
             "shifts": ["gaussian_noise:5", "contrast:2", "labels"],
             "variants": ["none", "block1", "block2", "block3", "head", "all", "auto-rgn"], "curve_sizes": [100],
-            "curve_variants": ["block1", "all"], "finetune.steps": 30, "finetune.lrs": [3e-3],
-            "finetune.rgn_lrs": [3e-3], "seeds": 2, "n_val": 300, "n_test": 1000}
+            "curve_variants": ["block1", "all"], "finetune.steps": 30, "seeds": 2, "n_val": 300, "n_test": 1000}
 # the 6 corruptions the default table leaves out: same protocol and source model, 2 seeds, no curve (CPU-sized)
-# (like RESNET26, pinned to its committed folder's settings: no BN recomputation, the former Auto-RGN grid, the lr
-# of seed 0)
+# made before the tuned BNs' statistics were recomputed (finetune.recalibrate) and before the lr was chosen per
+# seed: pinned to its committed folder's settings (no BN recomputation, the former Auto-RGN grid, seed 0's lr) so
+# that folder stays reproducible; docs/adapt.md says what that costs
 MORE_SHIFTS = {"shifts": ["shot_noise:5", "motion_blur:5", "brightness:5", "pixelate:5", "jpeg:5", "elastic:5"],
                "curve_variants": [], "seeds": 2, "finetune.recalibrate": False, "finetune.rgn_lrs": [3e-3, 1e-2],
                "finetune.select": "seed0"}
