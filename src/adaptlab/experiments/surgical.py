@@ -521,12 +521,8 @@ RESNET26 = {"model": "resnet26", "train.steps": 150, "train.batch_size": 64, "re
             "variants": ["none", "block1", "block2", "block3", "head", "all", "auto-rgn"], "curve_sizes": [100],
             "curve_variants": ["block1", "all"], "finetune.steps": 30, "seeds": 2, "n_val": 300, "n_test": 1000}
 # the 6 corruptions the default table leaves out: same protocol and source model, 2 seeds, no curve (CPU-sized)
-# made before the tuned BNs' statistics were recomputed (finetune.recalibrate) and before the lr was chosen per
-# seed: pinned to its committed folder's settings (no BN recomputation, the former Auto-RGN grid, seed 0's lr) so
-# that folder stays reproducible; docs/adapt.md says what that costs
 MORE_SHIFTS = {"shifts": ["shot_noise:5", "motion_blur:5", "brightness:5", "pixelate:5", "jpeg:5", "elastic:5"],
-               "curve_variants": [], "seeds": 2, "finetune.recalibrate": False, "finetune.rgn_lrs": [3e-3, 1e-2],
-               "finetune.select": "seed0"}
+               "curve_variants": [], "seeds": 2}
 
 EXPERIMENTS = [
     Experiment("surgical-finetune", "Surgical fine-tuning: which ResNet block to tune per distribution shift, "
