@@ -151,6 +151,68 @@ def test_auto_rgn_step_is_sgd_with_per_tensor_lr_scaled_by_the_rgn_weights(norms
     assert len(hist["tuned"]) == len(weighed)
 
 
+def test_auto_rgn_per_block_weights_held_between_recomputations_match_two_hand_sgd_steps():
+    """rgn_unit="block", rgn_every=2: one weight per block, sqrt(sum ||g_t||^2) / sqrt(sum ||theta_t||^2) over
+    its tensors / the largest block's, measured at step 0 and still used at step 1 (float64, by hand)."""
+    torch.manual_seed(3)
+    src = resnet_small().double()
+    with torch.no_grad():  # no zero tensor (fresh BN biases), so every block has a relative norm
+        for p in src.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, y = _data(16)
+    x = x.double()
+    tuned, hist = adapt.finetune(src, x, y, tune="all", auto="rgn", steps=2, lr=0.1, batch_size=16,
+                                 optimizer="sgd", rgn_norms="weigh", rgn_unit="block", rgn_every=2,
+                                 recalibrate=False)
+    ref = copy.deepcopy(src)
+    adapt.train_mode(ref, [n for n, _ in ref.named_parameters()])
+    params = dict(ref.named_parameters())
+    where = {n: b for b, names in adapt.blocks(ref).items() for n in names}
+    g = torch.Generator().manual_seed(0)
+    w = None
+    for _ in range(2):
+        idx = torch.randint(16, (16,), generator=g)
+        grads = dict(zip(params, torch.autograd.grad(F.cross_entropy(ref(x[idx]), y[idx]), list(params.values()))))
+        if w is None:  # step 0 only
+            ratio = {b: torch.sqrt(sum((grads[n] ** 2).sum() for n in names))
+                     / torch.sqrt(sum((params[n].detach() ** 2).sum() for n in names))
+                     for b, names in adapt.blocks(ref).items()}
+            top = max(ratio.values())
+            w = {n: ratio[where[n]] / top for n in params}
+        with torch.no_grad():
+            for n, p in params.items():
+                p.sub_(0.1 * w[n] * grads[n])
+    for n, p in tuned.named_parameters():
+        assert_close(p, params[n], rtol=1e-9, atol=1e-12)
+    assert len({round(float(w[n]), 12) for n in adapt.blocks(ref)["block2"]}) == 1
+    assert_close(torch.tensor(hist["block_weight"]["head"], dtype=torch.float64), w["head.weight"])
+
+
+def test_auto_rgn_from_several_batches_is_the_mean_gradient_over_fresh_batches():
+    """rgn_batches=3, SGD, one step: weights from the mean gradient of 3 batches drawn after the step's own."""
+    torch.manual_seed(4)
+    src = resnet_small().double()
+    x, y = _data(16)
+    x = x.double()
+    tuned, _ = adapt.finetune(src, x, y, tune="all", auto="rgn", steps=1, lr=0.1, batch_size=8, optimizer="sgd",
+                              rgn_norms="weigh", rgn_batches=3, recalibrate=False)
+    ref = copy.deepcopy(src)
+    adapt.train_mode(ref, [n for n, _ in ref.named_parameters()])
+    params = dict(ref.named_parameters())
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(16, (8,), generator=g) for _ in range(4)]  # the step's batch, then 3 for RGN
+
+    def grad(idx):
+        return dict(zip(params, torch.autograd.grad(F.cross_entropy(ref(x[idx]), y[idx]), list(params.values()))))
+
+    step = grad(batches[0])
+    extra = [grad(b) for b in batches[1:]]
+    mean = {n: sum(e[n] for e in extra) / 3 for n in params}
+    w = adapt.rgn_weights(params, mean)
+    for n, p in tuned.named_parameters():
+        assert_close(p, params[n] - 0.1 * w[n] * step[n], rtol=1e-9, atol=1e-12)
+
+
 def test_norm_params_are_exactly_the_batch_norm_affine_tensors():
     net = resnet_small()
     want = [f"{m}.{p}" for m, mod in net.named_modules() if isinstance(mod, torch.nn.BatchNorm2d)

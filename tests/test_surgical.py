@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from adaptlab.experiments import registry
 from adaptlab.experiments.surgical import parse_shift
@@ -93,3 +94,52 @@ def test_quick_run_is_reproducible_byte_for_byte(tmp_path):
     res = json.loads((tmp_path / "a" / "results.json").read_text())
     assert set(res["blocks"]) == {"block1", "block2", "block3", "head"}
     assert registry()["surgical-finetune"].config(quick=True).seeds == 2
+
+
+def _tiny_shift(seed=0):
+    """A random 10-class 'target shift' on 1 x 32 x 32 images: pool, held-out pool and test, disjoint."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(260, 1, 32, 32, generator=g)
+    y = torch.randint(10, (260,), generator=g)
+    return {"pool": (x[:100], y[:100]), "val": (x[100:120], y[100:120]), "val_pool": (x[100:220], y[100:220]),
+            "test": (x[220:], y[220:])}
+
+
+@pytest.mark.parametrize("select", ["seed", "mean"])
+def test_lr_is_chosen_on_each_seeds_own_held_out_images(select):
+    """Oracle: every (seed, lr) fine-tuned again by hand, scored on that seed's held-out draw; the cell's lr is
+    each seed's argmax ('seed') or the argmax of the mean ('mean'), and its test accuracy that network's."""
+    from adaptlab import models
+    from adaptlab.eval.metrics import accuracy
+    from adaptlab.experiments.surgical import _tune, heldout, run_shift
+
+    cfg = registry()["surgical-finetune"].config(["finetune.lrs=0.001,0.03,0.3", "n_val=40", "seeds=3",
+                                                  f"finetune.select={select}", "finetune.steps=3"], quick=True)
+    torch.manual_seed(0)
+    net = models.create("resnet-small").eval()
+    data = _tiny_shift()
+    cell = run_shift(cfg, net, data, None, 50, ["block1"], 3)["cells"]["block1"]
+    val = [{lr: accuracy(_tune(cfg, net, "block1", data, 50, s, lr)[0], *heldout(cfg, data, s))
+            for lr in (0.001, 0.03, 0.3)} for s in range(3)]
+    assert [{float(k): a for k, a in v.items()} for v in cell["val"]] == val
+    if select == "seed":
+        want = [max(v, key=v.get) for v in val]
+    else:
+        want = [max(val[0], key=lambda r: sum(v[r] for v in val))] * 3
+    assert cell["lr"] == want
+    assert cell["per_seed"] == [accuracy(_tune(cfg, net, "block1", data, 50, s, lr)[0], *data["test"])
+                                for s, lr in enumerate(want)]
+    draws = [heldout(cfg, data, s)[0] for s in range(3)]
+    assert all(d.shape[0] == 40 for d in draws) and not torch.equal(draws[0], draws[1])  # each seed its own
+
+
+def test_seed0_selection_keeps_the_former_protocol():
+    """'seed0' (the committed pre-fix folders): seed 0 alone runs the grid, on the first n_val held-out images."""
+    from adaptlab import models
+    from adaptlab.experiments.surgical import heldout, run_shift
+
+    cfg = registry()["surgical-finetune"].config(["finetune.lrs=0.001,0.3", "finetune.select=seed0"], quick=True)
+    data = _tiny_shift()
+    assert torch.equal(heldout(cfg, data, 2)[0], data["val"][0])
+    cell = run_shift(cfg, models.create("resnet-small").eval(), data, None, 50, ["head"], 2)["cells"]["head"]
+    assert isinstance(cell["lr"], float) and set(cell["val"]) == {"0.001", "0.3"}

@@ -34,29 +34,45 @@ from torch import Tensor
 EPS = 1e-12  # guards a zero maximum (all gradients 0) and var = 0 (identical gradient samples)
 
 
-def rgn_weights(params: Mapping[str, Tensor], grads: Mapping[str, Tensor | None]) -> dict[str, Tensor]:
+def rgn_weights(params: Mapping[str, Tensor], grads: Mapping[str, Tensor | None],
+                groups: Mapping[str, str] | None = None) -> dict[str, Tensor]:
     """Auto-RGN weights ``(||g_t|| / ||theta_t||) / max_s (||g_s|| / ||theta_s||)``, one 0-dim tensor per name.
 
     Args:
         params: ``{name: theta_t}``.
         grads: ``{name: g_t}`` with the same names; a missing / None gradient counts as zero.
+        groups: ``{name: group}`` (e.g. the block of each tensor): the relative norm is then taken per group,
+            ``||g_B|| / ||theta_B||`` over all the group's elements, normalised by the largest group, and every
+            tensor of a group gets its group's weight. None (default): per tensor, as in the paper.
 
     Returns:
         ``{name: weight}`` in [0, 1], 1 for the largest relative gradient norm (all 0 when every gradient is 0).
-        A tensor with ``||theta|| = 0`` (a freshly initialised bias) has no relative norm: it gets weight 1
-        and is left out of the maximum.
+        A tensor (or group) with ``||theta|| = 0`` (a freshly initialised bias) has no relative norm: it gets
+        weight 1 and is left out of the maximum.
+
+    >>> import torch
+    >>> theta = {"a": torch.ones(4), "b": torch.ones(1), "c": torch.ones(4)}
+    >>> grads = {"a": torch.full((4,), 0.5), "b": torch.tensor([2.0]), "c": torch.zeros(4)}
+    >>> w = rgn_weights(theta, grads, groups={"a": "B1", "b": "B1", "c": "B2"})
+    >>> {k: round(float(v), 3) for k, v in w.items()}   # B1: sqrt(4 * 0.25 + 4) / sqrt(5) = 1; B2: 0
+    {'a': 1.0, 'b': 1.0, 'c': 0.0}
     """
-    rgn, zero = {}, set()
-    for n, p in params.items():
-        g = grads.get(n)
-        gn = p.new_zeros(()) if g is None else g.detach().norm()
-        pn = p.detach().norm()
-        if float(pn) == 0.0:  # a zero tensor (a fresh BN bias) has no scale to be relative to
-            zero.add(n)
-        rgn[n] = gn / pn.clamp_min(EPS)
-    scaled = [r for n, r in rgn.items() if n not in zero]
+    if groups is None:
+        gn = {n: p.new_zeros(()) if grads.get(n) is None else grads[n].detach().norm() for n, p in params.items()}
+        pn = {n: p.detach().norm() for n, p in params.items()}
+    else:  # per group: the norm over all the group's elements
+        gn, pn = {}, {}
+        for n, p in params.items():
+            g, u = grads.get(n), groups[n]
+            gn[u] = gn.get(u, p.new_zeros(())) + (0.0 if g is None else g.detach().pow(2).sum())
+            pn[u] = pn.get(u, p.new_zeros(())) + p.detach().pow(2).sum()
+        gn, pn = {u: v.sqrt() for u, v in gn.items()}, {u: v.sqrt() for u, v in pn.items()}
+    zero = {u for u, v in pn.items() if float(v) == 0.0}  # a zero tensor (a fresh BN bias) has no scale
+    rgn = {u: gn[u] / pn[u].clamp_min(EPS) for u in gn}
+    scaled = [r for u, r in rgn.items() if u not in zero]
     top = torch.stack(scaled).max().clamp_min(EPS) if scaled else None
-    return {n: torch.ones_like(r) if n in zero else r / top for n, r in rgn.items()}
+    w = {u: torch.ones_like(r) if u in zero else r / top for u, r in rgn.items()}
+    return {n: w[n if groups is None else groups[n]] for n in params}
 
 
 def snr_scores(samples: Mapping[str, Tensor]) -> dict[str, Tensor]:

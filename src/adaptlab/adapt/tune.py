@@ -49,13 +49,15 @@ from adaptlab.eval.metrics import accuracy
 
 AUTO = (None, "rgn", "snr")
 RGN_NORMS = ("freeze", "weigh")
+RGN_UNITS = ("tensor", "block")
 
 
 def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str] = "all", steps: int,
              lr: float, auto: str | None = None, batch_size: int = 64, optimizer: str = "adam",
              weight_decay: float = 0.0, generator: torch.Generator | None = None, snr_chunks: int = 4,
              snr_threshold: float = 0.5, rgn_norms: str = "freeze", block_map: Mapping[str, list[str]] | None = None,
-             recalibrate: bool = True, checkpoint=None) -> tuple[nn.Module, dict]:
+             recalibrate: bool = True, rgn_every: int = 1, rgn_batches: int = 1, rgn_unit: str = "tensor",
+             checkpoint=None) -> tuple[nn.Module, dict]:
     """Fine-tune a copy of ``model`` on ``(x, y)``, training only the tensors of ``tune``.
 
     Args:
@@ -73,6 +75,13 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
             mode (target batch statistics); ``"weigh"``: weighted like every other tensor. A BN shift
             ``beta`` has a small norm and a large gradient, so under ``"weigh"`` the BN tensors take the
             largest weights and every conv weight trains at a small fraction of ``lr``.
+        rgn_every / rgn_batches / rgn_unit: when and over what Auto-RGN measures. Default (1, 1, ``"tensor"``):
+            the weights are recomputed at every step from that step's batch gradient, one per tensor (the
+            paper's definition). ``rgn_every=k``: recomputed at steps 0, k, 2k, ... and held in between (k =
+            steps per epoch: once per epoch, as the paper's released code does); ``rgn_batches=m > 1``: from
+            the mean gradient over m freshly drawn batches (extra backward passes, no step; the paper's code
+            uses 5); ``rgn_unit="block"``: one relative norm per block of ``block_map`` (see
+            :func:`adaptlab.adapt.rgn_weights` with ``groups``).
         block_map: blocks to use instead of ``blocks(model)`` (also names the weights in the history).
         recalibrate: after training, reset the running statistics of every batch norm that was in training
             mode to their average over ``x`` under the final weights (:func:`recalibrate_bn`; frozen blocks'
@@ -91,6 +100,10 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
         raise ValueError(f"auto={auto!r} is invalid; expected None, 'rgn' or 'snr'")
     if rgn_norms not in RGN_NORMS:
         raise ValueError(f"rgn_norms={rgn_norms!r} is invalid; expected 'freeze' or 'weigh'")
+    if rgn_unit not in RGN_UNITS:
+        raise ValueError(f"rgn_unit={rgn_unit!r} is invalid; expected 'tensor' or 'block'")
+    if rgn_every < 1 or rgn_batches < 1:
+        raise ValueError(f"rgn_every={rgn_every}, rgn_batches={rgn_batches}: expected integers >= 1")
     if steps < 0 or lr <= 0 or batch_size < 1:
         raise ValueError(f"finetune steps={steps}, lr={lr}, batch_size={batch_size}: expected steps >= 0, lr > 0, "
                          "batch_size >= 1")
@@ -120,15 +133,34 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
             group["lr"] = lr * float(weights[n])
             sums[n] += float(weights[n])
 
+    where = block_of(bmap)
+    groups = {n: where.get(n, n) for n in names} if rgn_unit == "block" else None
+    rgn_state: dict = {"step": 0, "w": None}
+
+    def rgn_step(xb, yb):
+        loss = F.cross_entropy(net(xb), yb)
+        loss.backward()
+        if rgn_state["step"] % rgn_every == 0:
+            if rgn_batches == 1:  # this step's own gradient
+                grads = {n: p.grad for n, p in zip(names, tensors)}
+            else:  # the mean gradient over fresh batches, measured before the step
+                acc = [torch.zeros_like(p) for p in tensors]
+                for _ in range(rgn_batches):
+                    xe, ye = batches(None)
+                    gs = torch.autograd.grad(F.cross_entropy(net(xe), ye), tensors, allow_unused=True)
+                    acc = [a + (0 if g is None else g) for a, g in zip(acc, gs)]
+                grads = {n: a / rgn_batches for n, a in zip(names, acc)}
+            rgn_state["w"] = rgn_weights(dict(zip(names, tensors)), grads, groups)
+        rgn_state["step"] += 1
+        set_lrs(rgn_state["w"])
+        return loss.detach()
+
     def step_fn(batch):
         xb, yb = batch
         if auto is None:
             return F.cross_entropy(net(xb), yb)
         if auto == "rgn":
-            loss = F.cross_entropy(net(xb), yb)
-            loss.backward()
-            set_lrs(rgn_weights(dict(zip(names, tensors)), {n: p.grad for n, p in zip(names, tensors)}))
-            return loss.detach()
+            return rgn_step(xb, yb)
         chunks = [c for c in zip(xb.chunk(snr_chunks), yb.chunk(snr_chunks)) if c[0].shape[0] > 0]
         samples, losses = [], []
         for xc, yc in chunks:
@@ -145,7 +177,6 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
     fit(step_fn, batches, steps=steps, optimizer=opt, generator=gen, modules={"model": net},
         history=history, checkpoint=checkpoint)
     if auto is not None:
-        where = block_of(bmap)
         per: dict[str, list[float]] = {}
         for n in names:
             per.setdefault(where.get(n, n), []).append(sums[n] / max(1, steps))

@@ -4,13 +4,19 @@ A source model (a CIFAR-style ResNet) is trained once on the source task (MNIST 
 CIFAR-10 from ``data.root``), a cached run stage. For each shift it is then fine-tuned on ``n_target``
 labelled target images with every variant: no fine-tuning, each single block, the head only, all layers,
 Auto-RGN and Auto-SNR. Each variant's learning rate is chosen from ``lrs`` (Auto-RGN: ``rgn_lrs``, since its
-per-tensor weights are at most 1) by accuracy on ``n_val`` held-out
-target images (with seed 0); the chosen rate is then run with every seed (a seed draws the target subset and
-the batches), and the accuracy on ``n_test`` target test images is reported as mean ± 95% CI over seeds.
+per-tensor weights are at most 1) on held-out target images, by ``finetune.select``: ``"seed"`` (default) —
+every seed is a whole replication of the protocol: it draws its target subset, its batches and its own
+``n_val`` held-out images (from a pool disjoint from the test images), runs the whole grid and keeps the lr
+with the best held-out accuracy, so the spread over seeds includes the spread of the lr choice; ``"mean"`` —
+one lr for all seeds, the best mean held-out accuracy over the seeds (each on its own held-out images);
+``"seed0"`` — the former protocol (the lr chosen on seed 0's held-out accuracy, the first ``n_val`` held-out
+images, then run with the other seeds), kept so the folders made with it reproduce. The accuracy on ``n_test``
+target test images at the chosen lr is reported as mean ± 95% CI over seeds.
 After fine-tuning, the tuned blocks' batch norms get their running statistics recomputed on the labelled
 target images (``finetune.recalibrate``; see :func:`adaptlab.adapt.finetune`), so the network evaluated is
 the one that was trained.
-The curve sizes rerun ``curve_variants`` at the chosen rates with other numbers of target images.
+The curve sizes rerun ``curve_variants`` at the rates chosen at ``n_target`` (per seed under ``"seed"``) with
+other numbers of target images and ``curve_seeds`` seeds.
 
 Shifts are ``corruption:severity`` (see :mod:`adaptlab.data.corruptions`; on CIFAR read from CIFAR-10-C),
 ``labels`` (a fixed cyclic permutation of labels 0-4: label-level) and ``subpop`` (digits / classes 5-9
@@ -33,6 +39,7 @@ from adaptlab.io import save_figure
 from adaptlab.runner import Experiment, Stages
 
 SPECIAL = ("labels", "subpop")
+SELECT = ("seed", "mean", "seed0")
 VARIANTS_AUTO = {"auto-rgn": "rgn", "auto-snr": "snr"}
 MODELS = ("resnet-small", "resnet26")
 # target shifts: CORRUPTION:SEVERITY (1..5), 'labels' (label permutation) or 'subpop' (sub-populations)
@@ -84,6 +91,14 @@ class Finetune:
     rgn_norms: str = "weigh"  # Auto-RGN and BN affine tensors: 'weigh' (like any tensor) or 'freeze' (paper code)
     # without it the tuned BNs' running statistics still hold source statistics and lag the weights (docs/adapt.md)
     recalibrate: bool = True  # after fine-tuning, recompute the tuned BNs' running statistics on the target images
+    # 'seed': each seed runs the grid and keeps its best lr on its own held-out images (a seed is a whole
+    # replication, so the CI includes the lr choice); 'mean': one lr, best mean held-out accuracy over seeds;
+    # 'seed0': the lr of seed 0's held-out accuracy for every seed (the former protocol; older folders)
+    select: str = "seed"  # how the lr is chosen on held-out target images: 'seed', 'mean' or 'seed0'
+    # Auto-RGN's measurement (adapt.finetune): the defaults are the paper's rule, per tensor at every step
+    rgn_every: int = 1  # steps between Auto-RGN weight recomputations (0: once per epoch of the target images)
+    rgn_batches: int = 1  # batches whose mean gradient sets the Auto-RGN weights (1: the step's own batch)
+    rgn_unit: str = "tensor"  # Auto-RGN relative norm per 'tensor' (paper) or per 'block' (one weight a block)
 
 
 @dataclass
@@ -100,7 +115,10 @@ class SurgicalConfig(BaseConfig):
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))  # 'none', a block, 'all', 'auto-rgn/snr'
     n_target: int = 1000  # labelled target images for the main table and heat map
     curve_sizes: list[int] = field(default_factory=lambda: [100, 10000])  # other target sizes for the curve
-    curve_variants: list[str] = field(default_factory=lambda: ["block1", "head", "all"])  # rerun at curve_sizes
+    # the curve is sized to keep the default run under 20 min of one-thread CPU (docs/adapt.md): one block vs all
+    # layers, the paper's comparison, with 2 seeds (a 10000-image run costs about 2.5x a 1000-image one)
+    curve_variants: list[str] = field(default_factory=lambda: ["block1", "all"])  # rerun at curve_sizes
+    curve_seeds: int = 2  # seeds of the curve runs (the first ones of the main table; 0: all seeds)
     n_val: int = 500  # held-out target images that choose the learning rate
     n_test: int = 2000  # target test images behind every reported accuracy
     finetune: Finetune = field(default_factory=Finetune)  # every variant's fine-tuning
@@ -136,6 +154,12 @@ class SurgicalConfig(BaseConfig):
             check(len(v) > 0 and all(0 < lr <= 10 for lr in v), f"finetune.{key}", v,
                   "a non-empty list of positive learning rates <= 10")
         check(f.rgn_norms in ("freeze", "weigh"), "finetune.rgn_norms", f.rgn_norms, "'freeze' or 'weigh'")
+        check(f.select in SELECT, "finetune.select", f.select, "'seed', 'mean' or 'seed0'")
+        check(0 <= f.rgn_every <= 10_000_000, "finetune.rgn_every", f.rgn_every, "an integer >= 0 (0: per epoch)")
+        check(1 <= f.rgn_batches <= 1000, "finetune.rgn_batches", f.rgn_batches, "an integer in 1..1000")
+        check(f.rgn_unit in ("tensor", "block"), "finetune.rgn_unit", f.rgn_unit, "'tensor' or 'block'")
+        check(self.curve_seeds == 0 or 2 <= self.curve_seeds <= self.seeds, "curve_seeds", self.curve_seeds,
+              "0 (all seeds) or an integer in 2..seeds")
         check(2 <= self.seeds <= 100, "seeds", self.seeds, "an integer in 2..100 (a CI needs two)")
         check(0.0 <= self.snr_threshold <= 1.0, "snr_threshold", self.snr_threshold, "a number in [0, 1]")
 
@@ -213,7 +237,8 @@ def _target(cfg: SurgicalConfig, shift: str, index: int, clean) -> dict:
         parts = {k: (corrupt(x, name, sev, g), y) for k, (x, y) in parts.items()}
     vx, vy = parts["val"]
     tx, ty = parts["test"]
-    return {"pool": parts["pool"], "val": (vx[:cfg.n_val], vy[:cfg.n_val]), "test": (tx[:cfg.n_test], ty[:cfg.n_test])}
+    return {"pool": parts["pool"], "val": (vx[:cfg.n_val], vy[:cfg.n_val]), "val_pool": (vx, vy),
+            "test": (tx[:cfg.n_test], ty[:cfg.n_test])}
 
 
 # ------------------------------------------------------------------------------------------------ stages
@@ -243,43 +268,110 @@ def train_source(cfg: SurgicalConfig, train, checkpoint=None) -> dict:
     return {"model": net.state_dict(), "seconds": hist["seconds"], "final_loss": hist["loss"][-1:]}
 
 
-def _one(cfg, net, variant, data, n, seed_i, lr):
-    """Fine-tune ``variant`` on ``n`` target images with seed ``seed_i``: (val acc, test acc, history)."""
-    from adaptlab.adapt import finetune
-    from adaptlab.eval.metrics import accuracy
+def heldout(cfg: SurgicalConfig, data: dict, seed_i: int):
+    """Seed ``seed_i``'s held-out images: ``n_val`` drawn from the held-out pool by the seed (``select="seed0"``:
+    the first ``n_val``, the same for every seed, as before per-seed selection)."""
+    if cfg.finetune.select == "seed0":
+        return data["val"]
+    vx, vy = data["val_pool"]
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, 200 + seed_i))
+    idx = torch.randperm(vx.shape[0], generator=g)[:cfg.n_val]
+    return vx[idx], vy[idx]
 
-    dev = cfg.device
-    (px, py), (vx, vy), (tx, ty) = data["pool"], data["val"], data["test"]
+
+def _tune(cfg, net, variant, data, n, seed_i, lr):
+    """Fine-tune ``variant`` on ``n`` target images with seed ``seed_i``: (tuned model, history)."""
+    from adaptlab.adapt import finetune
+
     if variant == "none":
-        return accuracy(net, vx.to(dev), vy.to(dev)), accuracy(net, tx.to(dev), ty.to(dev)), {}
+        return net, {}
+    dev = cfg.device
+    px, py = data["pool"]
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, 10 + seed_i))
     idx = torch.randperm(px.shape[0], generator=g)[:n]
     auto = VARIANTS_AUTO.get(variant)
-    tuned, hist = finetune(net, px[idx].to(dev), py[idx].to(dev), tune="all" if auto else [variant], auto=auto,
-                           steps=cfg.finetune.steps, lr=lr, batch_size=cfg.finetune.batch_size, generator=g,
-                           snr_threshold=cfg.snr_threshold, rgn_norms=cfg.finetune.rgn_norms,
-                           recalibrate=cfg.finetune.recalibrate)
-    return accuracy(tuned, vx.to(dev), vy.to(dev)), accuracy(tuned, tx.to(dev), ty.to(dev)), hist
+    f = cfg.finetune
+    every = f.rgn_every or -(-idx.shape[0] // min(f.batch_size, idx.shape[0]))  # 0: steps per epoch
+    return finetune(net, px[idx].to(dev), py[idx].to(dev), tune="all" if auto else [variant], auto=auto,
+                    steps=f.steps, lr=lr, batch_size=f.batch_size, generator=g, snr_threshold=cfg.snr_threshold,
+                    rgn_norms=f.rgn_norms, recalibrate=f.recalibrate, rgn_every=every, rgn_batches=f.rgn_batches,
+                    rgn_unit=f.rgn_unit)
 
 
-def run_shift(cfg: SurgicalConfig, net, data, chosen: dict | None, n: int, variants, checkpoint=None) -> dict:
-    """Every variant at ``n`` target images: lr chosen on held-out images (seed 0) unless ``chosen`` gives it."""
+def choose_lr(val: list[dict[float, float]], select: str) -> list[float]:
+    """The lr of each seed from ``val[s] = {lr: held-out accuracy}``: its own best (``"seed"``, ``"seed0"``: seed
+    0's best for all), or the best mean over seeds (``"mean"``); ties go to the first lr of the grid.
+
+    >>> choose_lr([{0.1: 0.5, 0.2: 0.7}, {0.1: 0.9, 0.2: 0.6}], "seed")
+    [0.2, 0.1]
+    >>> choose_lr([{0.1: 0.5, 0.2: 0.7}, {0.1: 0.9, 0.2: 0.6}], "mean")
+    [0.1, 0.1]
+    """
+    if select == "seed":
+        return [max(v, key=v.get) for v in val]
+    if select == "seed0":
+        return [max(val[0], key=val[0].get)] * len(val)
+    lrs = list(val[0])
+    best = max(lrs, key=lambda r: sum(v[r] for v in val) / len(val))
+    return [best] * len(val)
+
+
+def run_shift(cfg: SurgicalConfig, net, data, chosen: dict | None, n: int, variants, seeds: int,
+              checkpoint=None) -> dict:
+    """Every variant at ``n`` target images with ``seeds`` seeds: the lr chosen on held-out images
+    by ``finetune.select`` unless ``chosen`` gives it (``{variant: [lr per seed]}``, from a run at ``n_target``).
+    Only the tuned network of the chosen lr is scored on the test images."""
+    from adaptlab.eval.metrics import accuracy
+
+    dev = cfg.device
+    tx, ty = data["test"]
+    select = cfg.finetune.select
     out, secs = {}, {}
     for v in variants:
         t0 = time.perf_counter()
         grid = cfg.finetune.rgn_lrs if v == "auto-rgn" else cfg.finetune.lrs
-        lrs = [grid[0]] if v == "none" else ([chosen[v]] if chosen else grid)
-        runs = {lr: _one(cfg, net, v, data, n, 0, lr) for lr in lrs}
-        lr = max(lrs, key=lambda r: runs[r][0])  # first of the best on held-out accuracy
-        tests = [runs[lr][1]] + [_one(cfg, net, v, data, n, s, lr)[1] for s in range(1, cfg.seeds)]
+        grid = [grid[0]] if v == "none" else grid
+        runs: list[dict] = []  # runs[s][lr] = (held-out accuracy, tuned model, history)
+
+        def trial(s, lr, v=v):
+            tuned, hist = _tune(cfg, net, v, data, n, s, lr)
+            hx, hy = heldout(cfg, data, s)
+            return accuracy(tuned, hx.to(dev), hy.to(dev)), tuned, hist
+
+        for s in range(seeds):
+            if chosen:
+                lrs = [chosen[v][s]]
+            elif select == "seed0" and s > 0:  # the former protocol: only seed 0 runs the grid
+                lrs = [choose_lr([{r: a for r, (a, _, _) in runs[0].items()}], "seed")[0]]
+            else:
+                lrs = grid
+            runs.append({lr: trial(s, lr) for lr in lrs})
+        val = [{r: a for r, (a, _, _) in rs.items()} for rs in runs]
+        picked = [chosen[v][s] for s in range(seeds)] if chosen else choose_lr(val, select)
+        tests = [accuracy(runs[s][lr][1], tx.to(dev), ty.to(dev)) for s, lr in enumerate(picked)]
+        hists = [runs[s][lr][2] for s, lr in enumerate(picked)]
         mean, ci = mean_ci95(torch.tensor(tests))
-        cell = {"acc": mean, "ci95": ci, "per_seed": tests, "lr": lr, "n_used": min(n, data["pool"][0].shape[0]),
-                "val": {f"{r:g}": runs[r][0] for r in lrs}}
-        if "block_weight" in runs[lr][2]:
-            cell["block_weight"] = runs[lr][2]["block_weight"]
+        used = min(n, data["pool"][0].shape[0])
+        if select == "seed0":  # the former cell layout, so that older folders reproduce byte for byte
+            cell = {"acc": mean, "ci95": ci, "per_seed": tests, "lr": picked[0], "n_used": used,
+                    "val": {f"{r:g}": a for r, a in val[0].items()}}
+            if "block_weight" in hists[0]:
+                cell["block_weight"] = hists[0]["block_weight"]
+        else:
+            cell = {"acc": mean, "ci95": ci, "per_seed": tests, "lr": picked, "n_used": used,
+                    "val": [{f"{r:g}": a for r, a in vs.items()} for vs in val]}
+            if "block_weight" in hists[0]:  # mean over seeds of each block's mean weight at the chosen lr
+                cell["block_weight"] = {b: sum(h["block_weight"][b] for h in hists) / seeds
+                                        for b in hists[0]["block_weight"]}
         out[v] = cell
         secs[v] = time.perf_counter() - t0
     return {"cells": out, "seconds": secs}
+
+
+def lr_text(cell: dict) -> str:
+    """A cell's chosen lr: ``"0.003"``, or the per-seed choices ``"0.003/0.01/0.003"``."""
+    lr = cell["lr"]
+    return "/".join(f"{r:g}" for r in lr) if isinstance(lr, list) else f"{lr:g}"
 
 
 def run(cfg: SurgicalConfig, out_dir: Path, resume: bool = False) -> dict:
@@ -301,14 +393,15 @@ def run(cfg: SurgicalConfig, out_dir: Path, resume: bool = False) -> dict:
                      "shifts": {}, "timings": {"source_seconds": src["seconds"], "variant_seconds": {}}}
     for i, shift in enumerate(cfg.shifts):
         data = _target(cfg, shift, i, clean)
-        main = stages.run(f"{shift}@{cfg.n_target}", run_shift, cfg, net, data, None, cfg.n_target, cfg.variants)
+        main = stages.run(f"{shift}@{cfg.n_target}", run_shift, cfg, net, data, None, cfg.n_target, cfg.variants,
+                          cfg.seeds)
         per_n = {str(cfg.n_target): main["cells"]}
         results["timings"]["variant_seconds"][shift] = main["seconds"]
-        chosen = {v: c["lr"] for v, c in main["cells"].items()}
+        chosen = {v: c["lr"] if isinstance(c["lr"], list) else [c["lr"]] * cfg.seeds for v, c in main["cells"].items()}
         for n in cfg.curve_sizes:
             if n != cfg.n_target and cfg.curve_variants:
                 per_n[str(n)] = stages.run(f"{shift}@{n}", run_shift, cfg, net, data, chosen, n,
-                                           cfg.curve_variants)["cells"]
+                                           cfg.curve_variants, cfg.curve_seeds or cfg.seeds)["cells"]
         single = {v: c["acc"] for v, c in main["cells"].items() if v not in ("none", "all", *VARIANTS_AUTO)}
         best_all = max(main["cells"], key=lambda v: main["cells"][v]["acc"])
         results["shifts"][shift] = {"n": dict(sorted(per_n.items(), key=lambda kv: int(kv[0]))),
@@ -341,8 +434,12 @@ def summary(results: dict, cfg: SurgicalConfig) -> str:
     lines = [f"Surgical fine-tuning of a {results['model']} trained on {results['source']} "
              f"(clean test accuracy {results['source_clean_test_acc']:.3f}); {n} target images, "
              f"{cfg.finetune.steps} Adam steps of {cfg.finetune.batch_size}, lr from {cfg.finetune.lrs} "
-             f"(Auto-RGN: {cfg.finetune.rgn_lrs}, BN tensors {cfg.finetune.rgn_norms}) chosen on "
-             f"{cfg.n_val} held-out target images, tuned BN statistics "
+             f"(Auto-RGN: {cfg.finetune.rgn_lrs}, BN tensors {cfg.finetune.rgn_norms}) chosen "
+             + {"seed0": f"on {cfg.n_val} held-out target images",
+                "seed": f"per seed on the seed's own {cfg.n_val} held-out target images",
+                "mean": f"on the mean over seeds of the held-out accuracy ({cfg.n_val} images per seed)"
+                }[cfg.finetune.select]
+             + ", tuned BN statistics "
              f"{'recomputed on the target images' if cfg.finetune.recalibrate else 'as trained (not recomputed)'}"
              "; test accuracy "
              f"on {cfg.n_test} target images, mean ± 95% CI over {cfg.seeds} seeds.", "",
@@ -363,12 +460,14 @@ def summary(results: dict, cfg: SurgicalConfig) -> str:
             cells = r["n"][n]
             b = cells[r["best"]]
             row = [f"{cells[v]['acc']:.3f} ± {cells[v]['ci95']:.3f} ({cells[v]['acc'] - b['acc']:+.3f}"
-                   + (f", lr {cells[v]['lr']:g})" if v == "auto-rgn" else ")") for v in autos]
+                   + (f", lr {lr_text(cells[v])})" if v == "auto-rgn" else ")") for v in autos]
             lines.append(f"| {s} | {r['best']} {b['acc']:.3f} ± {b['ci95']:.3f} | " + " | ".join(row) + " |")
     sizes = sorted({k for r in results["shifts"].values() for k in r["n"]}, key=int)
     if len(sizes) > 1:
         lines += ["", "Accuracy by number of target images (mean ± 95% CI; curve variants use the lr chosen at "
-                  f"{n}):", "", "| shift | variant | " + " | ".join(sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+                  f"{n}" + (", per seed" if cfg.finetune.select == "seed" else "")
+                  + (f"; the first {cfg.curve_seeds} seeds at the other sizes" if cfg.curve_seeds else "") + "):",
+                  "", "| shift | variant | " + " | ".join(sizes) + " |", "|---|---|" + "---|" * len(sizes)]
         for s, r in results["shifts"].items():
             for v in cfg.curve_variants:
                 cells = [f"{r['n'][k][v]['acc']:.3f} ± {r['n'][k][v]['ci95']:.3f}" if v in r["n"][k] else "—"
@@ -415,19 +514,15 @@ QUICK = {"train.steps": 30, "train.batch_size": 32, "recalibrate": 500, "shifts"
          "n_target": 100, "n_val": 100, "n_test": 200, "finetune.lrs": [3e-3], "finetune.rgn_lrs": [1e-2],
          "finetune.steps": 4, "finetune.batch_size": 16, "seeds": 2}
 # the paper's ResNet-26 at the size one loaded CPU allowed (docs/adapt.md): a shorter source training, 30 steps
-# per variant, one lr (the one the ResNet-8 grid chose most often), 2 seeds, 3 shifts, no Auto-SNR
-# made before the tuned BNs' statistics were recomputed after fine-tuning (finetune.recalibrate): pinned to the
-# settings of its committed folder so that folder stays reproducible; docs/adapt.md says what that costs
-RESNET26 = {"model": "resnet26", "finetune.recalibrate": False, "train.steps": 150, "train.batch_size": 64,
-            "recalibrate": 2000,
+# per variant, 2 seeds, 3 shifts, no Auto-SNR; the default protocol otherwise (lr grids chosen per seed, tuned BN
+# statistics recomputed)
+RESNET26 = {"model": "resnet26", "train.steps": 150, "train.batch_size": 64, "recalibrate": 2000,
             "shifts": ["gaussian_noise:5", "contrast:2", "labels"],
             "variants": ["none", "block1", "block2", "block3", "head", "all", "auto-rgn"], "curve_sizes": [100],
-            "curve_variants": ["block1", "all"], "finetune.steps": 30, "finetune.lrs": [3e-3],
-            "finetune.rgn_lrs": [3e-3], "seeds": 2, "n_val": 300, "n_test": 1000}
+            "curve_variants": ["block1", "all"], "finetune.steps": 30, "seeds": 2, "n_val": 300, "n_test": 1000}
 # the 6 corruptions the default table leaves out: same protocol and source model, 2 seeds, no curve (CPU-sized)
-# (like RESNET26, pinned to its committed folder's settings: no BN recomputation, the former Auto-RGN grid)
 MORE_SHIFTS = {"shifts": ["shot_noise:5", "motion_blur:5", "brightness:5", "pixelate:5", "jpeg:5", "elastic:5"],
-               "curve_variants": [], "seeds": 2, "finetune.recalibrate": False, "finetune.rgn_lrs": [3e-3, 1e-2]}
+               "curve_variants": [], "seeds": 2}
 
 EXPERIMENTS = [
     Experiment("surgical-finetune", "Surgical fine-tuning: which ResNet block to tune per distribution shift, "
