@@ -8,7 +8,12 @@ script reads results.json, config.json and timings.json of every folder, trains 
 ``benchmarks/results/captioning_gaps.{md,json}``:
 
     python benchmarks/captioning_gaps.py docs/results/captioning-seeds \\
-        image_kv=docs/results/captioning-imagekv image_norm=docs/results/captioning-imagenorm
+        image_kv=docs/results/captioning-imagekv image_norm=docs/results/captioning-imagenorm \\
+        --more benchmarks/results/captioning_more_seeds.json
+
+``--more FILE`` appends the seeds that ``captioning_more_seeds.py`` trained beyond a folder's (by variant name:
+``joint`` and ``alternating`` extend the main run, any other name the probe of that name); a seed is appended
+only if it is the next one, so the lists stay in seed order and pair seed by seed.
 
 Intervals are Student-t 95% over the paired seeds (n - 1 degrees of freedom); a one-seed probe gets its one
 difference and no interval. The test images are the same for every folder (fixed by ``seed``), so the seed
@@ -60,17 +65,28 @@ def cpu_per_step(timings: dict, decoder: str) -> float:
     return sum(v) / len(v)
 
 
-def compare(main: Path, probes: dict[str, Path]) -> dict:
+def extend(vals: dict[str, list[float]], more: dict, name: str) -> dict[str, list[float]]:
+    """``vals`` with the next seeds of variant ``name`` from a ``captioning_more_seeds.json`` dict appended."""
+    vals = {k: list(v) for k, v in vals.items()}
+    while (rec := more.get(f"{name}#{len(vals['exact_seen'])}")) is not None:
+        for k in vals:
+            vals[k].append(rec["metrics"][k])
+    return vals
+
+
+def compare(main: Path, probes: dict[str, Path], more: dict | None = None) -> dict:
+    more = more or {}
     m = load(main)
-    ref = {d: per_seed(m["results"], d) for d in ("joint", "alternating")}
+    ref = {d: extend(per_seed(m["results"], d), more, d) for d in ("joint", "alternating")}
     base_cfg = _flat(m["config"])
     rows = {"joint": ("", m, ref["joint"]), **{n: (str(p), load(p), None) for n, p in probes.items()}}
     out = {"main": str(main), "alternating": {k: interval(v) for k, v in ref["alternating"].items()},
            "alternating_block_params": m["results"]["decoders"]["alternating"]["decoder_block_params"],
            "variants": {}}
     for name, (folder, run, vals) in rows.items():
-        vals = vals or per_seed(run["results"], "joint")
-        n = len(vals["exact_seen"])
+        vals = vals or extend(per_seed(run["results"], "joint"), more, name)
+        n = min(len(vals["exact_seen"]), len(ref["alternating"]["exact_seen"]))
+        vals = {k: v[:n] for k, v in vals.items()}
         changed = {k: v for k, v in _flat(run["config"]).items() if k not in ("decoders", "seeds")
                    and base_cfg.get(k) != v}
         rec = {"folder": folder or str(main), "changes": changed, "seeds": n,
@@ -126,13 +142,18 @@ def markdown(res: dict) -> str:
 def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
+    more = {}
+    if "--more" in argv:
+        i = argv.index("--more")
+        more = json.loads(Path(argv[i + 1]).read_text())
+        argv = argv[:i] + argv[i + 2:]
     probes = {}
     for a in argv[1:]:
         name, sep, folder = a.partition("=")
         if not sep:
             raise SystemExit(f"probe {a!r} is invalid; expected NAME=FOLDER")
         probes[name] = Path(folder)
-    res = compare(Path(argv[0]), probes)
+    res = compare(Path(argv[0]), probes, more)
     OUT.mkdir(exist_ok=True)
     (OUT / "captioning_gaps.json").write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
