@@ -33,6 +33,10 @@ Example::
     >>> tuned, hist = finetune(net, x, y, tune=["head"], steps=50, lr=0.05, generator=g)
     >>> accuracy(tuned, x, y) > accuracy(net, x, y), torch.equal(tuned.layers[0].weight, net.layers[0].weight)
     (True, True)
+    >>> kept, hist = finetune(net, x, y, tune=["head"], steps=50, lr=0.05, generator=g, x_val=x[:32], y_val=y[:32],
+    ...                       eval_every=10)   # the best of the snapshots after steps 10, 20, ..., 50 on x_val
+    >>> hist["eval"]["step"], hist["best_step"] in hist["eval"]["step"]
+    ([10, 20, 30, 40, 50], True)
 
 References:
     Y. Lee, A. S. Chen, F. Tajwar, A. Kumar, H. Yao, P. Liang, C. Finn. Surgical fine-tuning improves
