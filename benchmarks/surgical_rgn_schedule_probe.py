@@ -1,6 +1,8 @@
 """Probe of Auto-RGN's two misses in surgical-finetune (issue 16): longer fine-tuning, stopping step on held-out.
 
     python benchmarks/surgical_rgn_schedule_probe.py > benchmarks/results/surgical_rgn_schedule_probe.md
+    python benchmarks/surgical_rgn_schedule_probe.py labels=block3 labels=all contrast:5=block1 \
+        > benchmarks/results/surgical_rgn_schedule_probe_more.md
 
 The default experiment's protocol (its source model, cached under ``adaptlab.io.cache_root()`` by
 ``benchmarks/surgical_rgn_probe.py``; 1000 target images, Adam steps of 32, tuned BN statistics recomputed,
@@ -17,11 +19,13 @@ the B < 360 choices are re-trained for their chosen number of steps, without eva
 variant gets the same schedule, the same evaluation points and the same selection.
 
 Variants: Auto-RGN (the paper's rule, lr grid {3e-3, 1e-2, 3e-2}) and the best fixed variant of each shift in
-the default table (the head on labels, all layers on contrast:5; grid {3e-3, 1e-2}). One torch thread; CPU
-time (``time.process_time``).
+the default table (the head on labels, all layers on contrast:5; grid {3e-3, 1e-2}); or the ``SHIFT=VARIANT``
+pairs given as arguments (the second command: is the best fixed variant at 60 steps still the best at 360?).
+One torch thread; CPU time (``time.process_time``).
 """
 import copy
 import os
+import sys
 import time
 
 import torch
@@ -49,10 +53,12 @@ def main() -> None:
         net.load_state_dict(train_source(base, clean[0])["model"])
         torch.save(net.state_dict(), CACHE)
     net.eval()
+    jobs = [tuple(a.rsplit("=", 1)) for a in sys.argv[1:]] or JOBS
     cfg = SurgicalConfig()
     cfg.finetune.steps, cfg.finetune.eval_every = STEPS, EVERY
     print("# surgical-finetune: Auto-RGN with longer fine-tuning and the stopping step chosen on held-out images\n")
-    print(f"`python benchmarks/surgical_rgn_schedule_probe.py`; one torch thread, load average "
+    args = "".join(" " + a for a in sys.argv[1:])
+    print(f"`python benchmarks/surgical_rgn_schedule_probe.py{args}`; one torch thread, load average "
           f"{os.getloadavg()[0]:.1f} at the start. Up to {STEPS} Adam steps of 32 on 1000 target images, held-out "
           f"evaluation every {EVERY} steps; per seed the (lr, step <= budget) with the best held-out accuracy on the "
           "seed's own 500 held-out images. Test accuracy on 2000 target images, mean ± 95% CI over 3 seeds; "
@@ -62,7 +68,7 @@ def main() -> None:
     print("| shift | variant | budget | test | per seed | lr @ step per seed | held-out | CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     curves = []
-    for shift, variant in JOBS:
+    for shift, variant in jobs:
         data = _target(base, shift, list(SHIFTS).index(shift), clean)
         tx, ty = data["test"]
         grid = cfg.finetune.rgn_lrs if variant == "auto-rgn" else cfg.finetune.lrs
