@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptlab import adapt, models
+from adaptlab.eval.metrics import accuracy
 from adaptlab.models.resnet import resnet_small
 
 from conftest import assert_close
@@ -290,3 +291,63 @@ def test_finetune_recomputes_the_trained_batch_norms_statistics_on_x_with_the_fi
         else:  # a frozen block's BN keeps the source statistics bit for bit
             assert torch.equal(m.running_mean, src_buf[f"{n}.running_mean"]), n
             assert torch.equal(m.running_var, src_buf[f"{n}.running_var"]), n
+
+
+def _state(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+@pytest.mark.parametrize("auto", [None, "rgn"])
+def test_held_out_stopping_step_is_a_naive_loops_argmax_and_its_weights(auto):
+    """Oracle: fine-tuning for 4, 8, 12 steps separately (no evaluation), each recalibrated and scored on the
+    held-out set; the eval_every=4 run records those accuracies, keeps the first argmax and returns that run's
+    weights and BN statistics bit for bit; its training (the losses) is the plain run's."""
+    torch.manual_seed(3)
+    src = resnet_small()
+    x, y = _data(48)
+    xv, yv = _data(40, seed=1)
+    kw = dict(tune="all", auto=auto, lr=0.05, batch_size=16)
+    naive = {k: adapt.finetune(src, x, y, steps=k, generator=torch.Generator().manual_seed(7), **kw)
+             for k in (4, 8, 12)}
+    accs = [accuracy(naive[k][0], xv, yv) for k in (4, 8, 12)]
+    tuned, hist = adapt.finetune(src, x, y, steps=12, generator=torch.Generator().manual_seed(7), x_val=xv, y_val=yv,
+                                 eval_every=4, **kw)
+    assert hist["eval"] == {"step": [4, 8, 12], "acc": accs}
+    best = (4, 8, 12)[accs.index(max(accs))]
+    assert hist["best_step"] == best and hist["loss"] == naive[12][1]["loss"]
+    want = _state(naive[best][0])
+    for k, v in tuned.state_dict().items():
+        assert torch.equal(v, want[k]), k
+    assert not tuned.training and "best_state" not in hist
+
+
+def test_a_held_out_set_that_gets_worse_after_step_m_returns_the_step_m_weights():
+    """Held-out labels are the step-6 network's own predictions, so held-out accuracy is 1 there and falls as
+    training moves on: the 15-step run (evaluated every 3 steps) must return the step-6 network, not the last."""
+    torch.manual_seed(4)
+    src = resnet_small()
+    x, y = _data(48)
+    xv, _ = _data(64, seed=2)
+    kw = dict(tune=["block2", "head"], lr=0.1, batch_size=16)
+    at6, _ = adapt.finetune(src, x, y, steps=6, generator=torch.Generator().manual_seed(1), **kw)
+    last, _ = adapt.finetune(src, x, y, steps=15, generator=torch.Generator().manual_seed(1), **kw)
+    with torch.no_grad():
+        yv = at6(xv).argmax(1)
+    assert accuracy(last, xv, yv) < 1.0  # the held-out set really gets worse after step 6
+    tuned, hist = adapt.finetune(src, x, y, steps=15, generator=torch.Generator().manual_seed(1), x_val=xv,
+                                 y_val=yv, eval_every=3, **kw)
+    assert hist["eval"]["step"] == [3, 6, 9, 12, 15] and hist["eval"]["acc"][1] == 1.0
+    assert hist["best_step"] == 6 and accuracy(tuned, xv, yv) == 1.0
+    for k, v in at6.state_dict().items():
+        assert torch.equal(v, tuned.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(eval_every=3), "eval_every=3 with x_val missing, y_val missing"),
+    (dict(eval_every=-1, x_val=torch.zeros(2, 1, 32, 32), y_val=torch.zeros(2, dtype=torch.long)), "eval_every=-1"),
+    (dict(x_val=torch.zeros(2, 1, 32, 32), y_val=torch.zeros(2, dtype=torch.long)), "eval_every=0 with x_val given"),
+])
+def test_bad_held_out_selection_arguments_are_one_clear_error(kw, match):
+    x, y = _data(8)
+    with pytest.raises(ValueError, match=match):
+        adapt.finetune(resnet_small(), x, y, steps=2, lr=1e-3, **kw)

@@ -25,6 +25,7 @@ from helpers import cli
     ("shifts=contrast:0", "shifts: 'contrast:0' has severity 0; expected contrast:S with S in 1..5"),
     ("variants=block1,stage9.*", "block 'stage9.*' matches no parameter of CifarResNet"),
     ("finetune.rgn_norms=all", "finetune.rgn_norms='all' is invalid; expected 'freeze' or 'weigh'"),
+    ("finetune.eval_every=-1", "finetune.eval_every=-1 is invalid; expected an integer >= 0 (0: no stopping"),
     ("finetune.rgn_lrs=", "finetune.rgn_lrs=[] is invalid; expected a non-empty list of positive learning rates"),
     ("data.source=cifar10", "data.root='' is invalid; expected the folder holding CIFAR-10 and CIFAR-10-C"),
 ])
@@ -131,6 +132,31 @@ def test_lr_is_chosen_on_each_seeds_own_held_out_images(select):
                                 for s, lr in enumerate(want)]
     draws = [heldout(cfg, data, s)[0] for s in range(3)]
     assert all(d.shape[0] == 40 for d in draws) and not torch.equal(draws[0], draws[1])  # each seed its own
+
+
+def test_stopping_step_is_chosen_on_each_seeds_held_out_images():
+    """finetune.eval_every: each seed's run is evaluated on that seed's held-out draw (the one choosing the lr); the
+    cell records the kept step, equal to finetune's own choice with those images, and scores that network."""
+    from adaptlab import models
+    from adaptlab.adapt import finetune
+    from adaptlab.eval.metrics import accuracy
+    from adaptlab.experiments.surgical import _tune, heldout, run_shift
+
+    cfg = registry()["surgical-finetune"].config(["finetune.lrs=0.3", "n_val=40", "finetune.steps=6",
+                                                  "finetune.eval_every=2"], quick=True)
+    torch.manual_seed(0)
+    net = models.create("resnet-small").eval()
+    data = _tiny_shift()
+    cell = run_shift(cfg, net, data, None, 50, ["block1"], 2)["cells"]["block1"]
+    hists = [_tune(cfg, net, "block1", data, 50, s, 0.3)[1] for s in range(2)]
+    assert all(h["eval"]["step"] == [2, 4, 6] for h in hists)
+    assert cell["stop_step"] == [h["best_step"] for h in hists]
+    for s, h in enumerate(hists):  # the recorded accuracy is the held-out accuracy of the network returned
+        assert cell["val"][s]["0.3"] == max(h["eval"]["acc"])
+    cfg_off = registry()["surgical-finetune"].config(["finetune.lrs=0.3", "finetune.steps=6"], quick=True)
+    assert "stop_step" not in run_shift(cfg_off, net, data, None, 50, ["block1"], 2)["cells"]["block1"]
+    assert "eval" not in finetune(net, *data["pool"], tune=["head"], steps=1, lr=0.1)[1]
+    assert accuracy(_tune(cfg, net, "block1", data, 50, 0, 0.3)[0], *heldout(cfg, data, 0)) == cell["val"][0]["0.3"]
 
 
 def test_seed0_selection_keeps_the_former_protocol():

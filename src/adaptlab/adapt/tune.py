@@ -14,6 +14,12 @@ recomputed over the fine-tuning images ``x`` with the final weights (``recalibra
 and lag the moving weights, and evaluation (which uses the running statistics) would score a different
 network from the one that was trained.
 
+With held-out images ``(x_val, y_val)`` and ``eval_every=k``, the network is scored on them after steps
+k, 2k, ... and after the last step (each snapshot with its trained batch norms recalibrated on ``x``, so the
+network scored is the one that would be returned), and the best snapshot is returned (the earliest on ties):
+fine-tuning for ``steps`` steps with the stopping step chosen on held-out data (early stopping by checkpoint
+selection, as in fine-tuning for several epochs and keeping the best epoch).
+
 The model passed in is never modified: :func:`finetune` trains a deep copy and returns it.
 :func:`search_blocks` picks the single block (and learning rate) with the best held-out accuracy.
 
@@ -27,6 +33,10 @@ Example::
     >>> tuned, hist = finetune(net, x, y, tune=["head"], steps=50, lr=0.05, generator=g)
     >>> accuracy(tuned, x, y) > accuracy(net, x, y), torch.equal(tuned.layers[0].weight, net.layers[0].weight)
     (True, True)
+    >>> kept, hist = finetune(net, x, y, tune=["head"], steps=50, lr=0.05, generator=g, x_val=x[:32], y_val=y[:32],
+    ...                       eval_every=10)   # the best of the snapshots after steps 10, 20, ..., 50 on x_val
+    >>> hist["eval"]["step"], hist["best_step"] in hist["eval"]["step"]
+    ([10, 20, 30, 40, 50], True)
 
 References:
     Y. Lee, A. S. Chen, F. Tajwar, A. Kumar, H. Yao, P. Liang, C. Finn. Surgical fine-tuning improves
@@ -57,6 +67,7 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
              weight_decay: float = 0.0, generator: torch.Generator | None = None, snr_chunks: int = 4,
              snr_threshold: float = 0.5, rgn_norms: str = "freeze", block_map: Mapping[str, list[str]] | None = None,
              recalibrate: bool = True, rgn_every: int = 1, rgn_batches: int = 1, rgn_unit: str = "tensor",
+             x_val: Tensor | None = None, y_val: Tensor | None = None, eval_every: int = 0,
              checkpoint=None) -> tuple[nn.Module, dict]:
     """Fine-tune a copy of ``model`` on ``(x, y)``, training only the tensors of ``tune``.
 
@@ -90,11 +101,18 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
             x 0.05) the first BN's source variance is 40-70x the target's, and after 60 steps its running
             variance is still 1.1-1.9x the exact one, an error that compounds through the later BNs
             (surgical-finetune's all-layers variant: 0.69 -> 0.87 test accuracy with it; docs/adapt.md).
+        x_val, y_val, eval_every: held-out images and labels and the steps between their evaluations
+            (0, the default: no evaluation, the weights after the last step are returned). With ``eval_every=k``
+            the snapshots after steps k, 2k, ... and ``steps`` are scored on ``(x_val, y_val)`` (recalibrated on
+            ``x`` first when ``recalibrate``) and the best one is returned, the earliest on ties; training
+            itself is unchanged (the same batches and updates as without evaluation).
         checkpoint: passed to :func:`adaptlab.engine.fit`.
 
     Returns:
-        ``(tuned_model, history)``; ``history`` holds ``loss`` per step, ``tuned`` (parameter names) and, with
-        ``auto``, ``block_weight``: each block's mean weight over tensors and steps.
+        ``(tuned_model, history)``; ``history`` holds ``loss`` per step, ``tuned`` (parameter names), with
+        ``auto`` ``block_weight`` (each block's mean weight over tensors and steps) and with ``eval_every``
+        ``eval`` (``{"step": [...], "acc": [...]}``, the held-out accuracy of each snapshot) and ``best_step``
+        (the step of the returned weights).
     """
     if auto not in AUTO:
         raise ValueError(f"auto={auto!r} is invalid; expected None, 'rgn' or 'snr'")
@@ -104,6 +122,10 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
         raise ValueError(f"rgn_unit={rgn_unit!r} is invalid; expected 'tensor' or 'block'")
     if rgn_every < 1 or rgn_batches < 1:
         raise ValueError(f"rgn_every={rgn_every}, rgn_batches={rgn_batches}: expected integers >= 1")
+    if eval_every < 0 or (eval_every > 0) != (x_val is not None and y_val is not None):
+        raise ValueError(f"finetune eval_every={eval_every} with x_val {'missing' if x_val is None else 'given'}, "
+                         f"y_val {'missing' if y_val is None else 'given'}: expected eval_every=0 without held-out "
+                         "data, or eval_every >= 1 with both x_val and y_val")
     if steps < 0 or lr <= 0 or batch_size < 1:
         raise ValueError(f"finetune steps={steps}, lr={lr}, batch_size={batch_size}: expected steps >= 0, lr > 0, "
                          "batch_size >= 1")
@@ -174,8 +196,25 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
         set_lrs(snr_weights(stacked, snr_threshold))
         return torch.stack(losses).mean()
 
+    live_names = [n for n, m in net.named_modules() if any(m is b for b in live_bns)]
+
+    def evaluate(step, hist):  # a recalibrated snapshot scored on the held-out images; the best one is kept
+        if step == 0 or (step % eval_every and step != steps):
+            return
+        snap = copy.deepcopy(net)
+        mods = dict(snap.named_modules())
+        if recalibrate and live_names:
+            recalibrate_bn(snap, x, modules=[mods[n] for n in live_names])
+        acc = accuracy(snap.eval(), x_val, y_val)
+        ev = hist.setdefault("eval", {"step": [], "acc": []})
+        if not ev["acc"] or acc > max(ev["acc"]):
+            hist["best_state"] = copy.deepcopy(snap.state_dict())  # in the history, so a resumed run keeps it
+            hist["best_step"] = step
+        ev["step"].append(step)
+        ev["acc"].append(acc)
+
     fit(step_fn, batches, steps=steps, optimizer=opt, generator=gen, modules={"model": net},
-        history=history, checkpoint=checkpoint)
+        history=history, checkpoint=checkpoint, callbacks=[evaluate] if eval_every else ())
     if auto is not None:
         per: dict[str, list[float]] = {}
         for n in names:
@@ -183,8 +222,13 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
         history["block_weight"] = {k: sum(v) / len(v) for k, v in per.items()}
     for p in net.parameters():
         p.requires_grad_(True)
-    if recalibrate and live_bns:
+    if eval_every and "best_state" in history:  # the best snapshot, already recalibrated
+        net.load_state_dict(history.pop("best_state"))
+    elif recalibrate and live_bns:
         recalibrate_bn(net, x, modules=live_bns)
+    if eval_every:
+        history.setdefault("eval", {"step": [], "acc": []})
+        history.setdefault("best_step", steps)
     net.eval()
     return net, history
 

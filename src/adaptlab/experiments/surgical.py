@@ -99,6 +99,9 @@ class Finetune:
     rgn_every: int = 1  # steps between Auto-RGN weight recomputations (0: once per epoch of the target images)
     rgn_batches: int = 1  # batches whose mean gradient sets the Auto-RGN weights (1: the step's own batch)
     rgn_unit: str = "tensor"  # Auto-RGN relative norm per 'tensor' (paper) or per 'block' (one weight a block)
+    # off by default so the committed folders reproduce; with k > 0 every variant keeps its best snapshot on the
+    # seed's held-out images (the ones that choose the lr), the schedule steps long (docs/adapt.md)
+    eval_every: int = 0  # steps between held-out evaluations choosing the stopping step (0: off, the last step)
 
 
 @dataclass
@@ -158,6 +161,8 @@ class SurgicalConfig(BaseConfig):
         check(0 <= f.rgn_every <= 10_000_000, "finetune.rgn_every", f.rgn_every, "an integer >= 0 (0: per epoch)")
         check(1 <= f.rgn_batches <= 1000, "finetune.rgn_batches", f.rgn_batches, "an integer in 1..1000")
         check(f.rgn_unit in ("tensor", "block"), "finetune.rgn_unit", f.rgn_unit, "'tensor' or 'block'")
+        check(0 <= f.eval_every <= 10_000_000, "finetune.eval_every", f.eval_every,
+              "an integer >= 0 (0: no stopping-step selection)")
         check(self.curve_seeds == 0 or 2 <= self.curve_seeds <= self.seeds, "curve_seeds", self.curve_seeds,
               "0 (all seeds) or an integer in 2..seeds")
         check(2 <= self.seeds <= 100, "seeds", self.seeds, "an integer in 2..100 (a CI needs two)")
@@ -292,10 +297,14 @@ def _tune(cfg, net, variant, data, n, seed_i, lr):
     auto = VARIANTS_AUTO.get(variant)
     f = cfg.finetune
     every = f.rgn_every or -(-idx.shape[0] // min(f.batch_size, idx.shape[0]))  # 0: steps per epoch
+    held = {}
+    if f.eval_every:  # the stopping step is chosen on the same held-out images as the lr
+        hx, hy = heldout(cfg, data, seed_i)
+        held = {"x_val": hx.to(dev), "y_val": hy.to(dev), "eval_every": f.eval_every}
     return finetune(net, px[idx].to(dev), py[idx].to(dev), tune="all" if auto else [variant], auto=auto,
                     steps=f.steps, lr=lr, batch_size=f.batch_size, generator=g, snr_threshold=cfg.snr_threshold,
                     rgn_norms=f.rgn_norms, recalibrate=f.recalibrate, rgn_every=every, rgn_batches=f.rgn_batches,
-                    rgn_unit=f.rgn_unit)
+                    rgn_unit=f.rgn_unit, **held)
 
 
 def choose_lr(val: list[dict[float, float]], select: str) -> list[float]:
@@ -363,6 +372,8 @@ def run_shift(cfg: SurgicalConfig, net, data, chosen: dict | None, n: int, varia
             if "block_weight" in hists[0]:  # mean over seeds of each block's mean weight at the chosen lr
                 cell["block_weight"] = {b: sum(h["block_weight"][b] for h in hists) / seeds
                                         for b in hists[0]["block_weight"]}
+        if "best_step" in hists[0]:  # finetune.eval_every: the stopping step each seed kept
+            cell["stop_step"] = [h["best_step"] for h in hists]
         out[v] = cell
         secs[v] = time.perf_counter() - t0
     return {"cells": out, "seconds": secs}
