@@ -35,7 +35,7 @@ DECODERS = ("joint", "alternating", "alternating-nocausal")
 
 @dataclass
 class CapDataConfig:
-    canvas: int = 56  # canvas side in pixels (>= 56: two large digits side by side)
+    canvas: int = 56  # canvas side in pixels (>= 56: two large digits side by side; >= 84 with data.digits=3)
     small_px: int = 16  # side of a "small" digit (a "large" one is 28)
     n_train: int = 20000  # training images (digits from MNIST's training split)
     n_test: int = 1000  # images in each test set (seen pairs; held-out pairs), digits from the test split
