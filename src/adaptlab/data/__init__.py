@@ -9,7 +9,8 @@ from adaptlab._lazy import attach
 __all__, __getattr__, __dir__ = attach(__name__, {
     "animals": ["ANIMAL_CLASSES", "AnimalMNIST", "animal_mnist_dir", "load_animal_mnist"],
     "_archive": ["download", "safe_extract_zip", "sha256_file", "verify_sha256"],
-    "captions": ["CaptionSet", "Vocab", "make_captions", "parse_caption", "paste_digit"],
+    "captions": ["CaptionSet", "Vocab", "box_relation", "canonical_order", "chain_caption", "make_captions",
+                 "parse_caption", "paste_digit"],
     "cifar": ["CIFAR10", "cifar10_dir", "cifar10c_dir", "load_cifar10", "load_cifar10c"],
     "corpora": ["load_corpus", "read_sentences", "tokenize"],
     "corruptions": ["CORRUPTIONS", "PARAMS", "corrupt", "disk_kernel", "motion_kernels"],

@@ -23,15 +23,28 @@ def exact_match(hyps: list[str], refs: list[str]) -> float:
 
 
 def slot_accuracy(hyps: list[str], refs: list[str]) -> dict[str, float]:
-    """Per-slot accuracy (size1, digit1, relation, size2, digit2); a caption off the template scores 0."""
-    hits = dict.fromkeys(SLOTS, 0)
+    """Per-slot accuracy; a caption off the template, or with fewer digits than its reference, scores 0.
+
+    Two-digit references have the slots size1, digit1, relation, size2, digit2; three-digit chains size1,
+    digit1, relation1, size2, digit2, relation2, size3, digit3 (each slot's accuracy is over the references
+    that have it).
+
+    >>> slot_accuracy(["a small one above a large two left of a small three"],
+    ...               ["a small one above a large two above a small three"])["relation2"]
+    0.0
+    """
+    hits: dict[str, int] = {}
+    counts: dict[str, int] = {}
     for h, r in zip(hyps, refs, strict=True):
-        ph, pr = parse_caption(h), parse_caption(r)
+        ph, pr = parse_caption(h) or {}, parse_caption(r)
         if pr is None:
             raise DataError(f"reference caption {r!r} does not follow the template")
-        for k in SLOTS:
-            hits[k] += ph is not None and ph[k] == pr[k]
-    return {k: v / max(len(refs), 1) for k, v in hits.items()}
+        for k in pr:
+            hits[k] = hits.get(k, 0) + (ph.get(k) == pr[k])
+            counts[k] = counts.get(k, 0) + 1
+    if not refs:
+        return dict.fromkeys(SLOTS, 0.0)
+    return {k: hits[k] / counts[k] for k in hits}
 
 
 def bleu4(hyps: list[str], refs: list[str]) -> float:
