@@ -534,6 +534,10 @@ RESNET26 = {"model": "resnet26", "train.steps": 150, "train.batch_size": 64, "re
 # the 6 corruptions the default table leaves out: same protocol and source model, 2 seeds, no curve (CPU-sized)
 MORE_SHIFTS = {"shifts": ["shot_noise:5", "motion_blur:5", "brightness:5", "pixelate:5", "jpeg:5", "elastic:5"],
                "curve_variants": [], "seeds": 2}
+# lower severities of the 4 corruptions where block 1 won at severity 5 (contrast:2 is in the default table):
+# severities 1 and 3 only, 2 seeds, no curve; all 1..4 (15 shifts, ~75 s of one-thread CPU each) would be ~20 min
+SEVERITIES = {"shifts": [f"{c}:{s}" for c in ("gaussian_noise", "impulse_noise", "defocus_blur", "contrast")
+                         for s in (1, 3)], "curve_sizes": [], "curve_variants": [], "seeds": 2}
 
 EXPERIMENTS = [
     Experiment("surgical-finetune", "Surgical fine-tuning: which ResNet block to tune per distribution shift, "
@@ -547,4 +551,8 @@ EXPERIMENTS = [
                "leaves out (severity 5)", SurgicalConfig, run, figures, summary, check=check_config,
                defaults=MORE_SHIFTS, quick={**QUICK, "shifts": ["jpeg:5"], "variants": ["none", "block1"],
                                             "curve_sizes": []}),
+    Experiment("surgical-finetune-severities", "Surgical fine-tuning at severities 1 and 3 of the 4 corruptions "
+               "where block 1 won at severity 5", SurgicalConfig, run, figures, summary, check=check_config,
+               defaults=SEVERITIES, quick={**QUICK, "shifts": ["contrast:1"], "variants": ["none", "block1"],
+                                           "curve_sizes": []}),
 ]
