@@ -22,25 +22,17 @@ import torch
 from torch import nn
 
 import adaptlab.adapt.tune as tune_mod
+from _surgical_source import cached_source
 from adaptlab.adapt import finetune, select_blocks
 from adaptlab.engine import derive_seed
 from adaptlab.eval.metrics import accuracy
-from adaptlab.experiments.surgical import SHIFTS, SurgicalConfig, _new_model, _source, _target, train_source
+from adaptlab.experiments.surgical import SHIFTS, SurgicalConfig, _target
 from adaptlab.io import cache_root
 
 torch.set_num_threads(1)
 CACHE = cache_root() / "surgical_bn_probe_source.pt"  # the default source model, trained once
 cfg = SurgicalConfig()
-clean = _source(cfg)
-net = _new_model(cfg)
-if CACHE.exists():
-    net.load_state_dict(torch.load(CACHE))
-else:
-    t0 = time.process_time()
-    net.load_state_dict(train_source(cfg, clean[0])["model"])
-    torch.save(net.state_dict(), CACHE)
-    print("source cpu", time.process_time() - t0, flush=True)
-net.eval()
+net, clean = cached_source(cfg, CACHE)
 
 _orig_train_mode = tune_mod.train_mode
 

@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from adaptlab.experiments.surgical import SHIFTS, SurgicalConfig, _new_model, _source, _target, lr_text, run_shift
+from _surgical_source import cached_source
+from adaptlab.experiments.surgical import SHIFTS, SurgicalConfig, _target, lr_text, run_shift
 from adaptlab.io import cache_root
 
 torch.set_num_threads(1)
@@ -32,17 +33,8 @@ BEST = {"contrast:5": "all", "labels": "head"}
 
 
 def main() -> None:
-    from adaptlab.experiments.surgical import train_source
-
     base = SurgicalConfig()
-    clean = _source(base)
-    net = _new_model(base)
-    if CACHE.exists():
-        net.load_state_dict(torch.load(CACHE))
-    else:
-        net.load_state_dict(train_source(base, clean[0])["model"])
-        torch.save(net.state_dict(), CACHE)
-    net.eval()
+    net, clean = cached_source(base, CACHE)
     print("# surgical-finetune: Auto-RGN, the paper's rule against two variants (contrast:5, labels)\n")
     print(f"`python benchmarks/surgical_rgn_probe.py`; one torch thread, load average {os.getloadavg()[0]:.1f} "
           "at the start. Test accuracy on 2000 target images, mean ± 95% CI over 3 seeds (per seed: seed's "

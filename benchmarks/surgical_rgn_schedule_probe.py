@@ -30,9 +30,10 @@ import time
 
 import torch
 
+from _surgical_source import cached_source
 from adaptlab.eval.metrics import accuracy
 from adaptlab.eval.stats import mean_ci95
-from adaptlab.experiments.surgical import SHIFTS, SurgicalConfig, _new_model, _source, _target, _tune, heldout
+from adaptlab.experiments.surgical import SHIFTS, SurgicalConfig, _target, _tune, heldout
 from adaptlab.io import cache_root
 
 torch.set_num_threads(1)
@@ -42,17 +43,8 @@ JOBS = [("labels", "auto-rgn"), ("labels", "head"), ("contrast:5", "auto-rgn"), 
 
 
 def main() -> None:
-    from adaptlab.experiments.surgical import train_source
-
     base = SurgicalConfig()
-    clean = _source(base)
-    net = _new_model(base)
-    if CACHE.exists():
-        net.load_state_dict(torch.load(CACHE))
-    else:
-        net.load_state_dict(train_source(base, clean[0])["model"])
-        torch.save(net.state_dict(), CACHE)
-    net.eval()
+    net, clean = cached_source(base, CACHE)
     jobs = [tuple(a.rsplit("=", 1)) for a in sys.argv[1:]] or JOBS
     cfg = SurgicalConfig()
     cfg.finetune.steps, cfg.finetune.eval_every = STEPS, EVERY

@@ -25,6 +25,13 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="module")
+def fake_digits():
+    """200 random 28 x 28 "digit" images with labels 0..9 in turn (the caption tests' stand-in for MNIST)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(200, 28, 28, generator=g), torch.arange(200) % 10
+
+
 def assert_close(actual, expected, rtol: float = 1e-10, atol: float = 1e-12, msg: str = ""):
     """The one tolerance helper (float64 defaults). Pass looser values with a comment saying why."""
     torch.testing.assert_close(torch.as_tensor(actual), torch.as_tensor(expected).to(torch.as_tensor(actual)),

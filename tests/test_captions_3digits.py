@@ -28,12 +28,6 @@ from adaptlab.eval.captions import slot_accuracy
 from helpers import cli
 
 
-@pytest.fixture(scope="module")
-def fake_digits():
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(200, 28, 28, generator=g), torch.arange(200) % 10
-
-
 def _relations(a, b):
     """Every relation that holds between boxes a, b = (top, left, side), and the overlap across it."""
     (ya, xa, sa), (yb, xb, sb) = a, b
