@@ -120,8 +120,8 @@ class SurgicalConfig(BaseConfig):
     curve_sizes: list[int] = field(default_factory=lambda: [100, 10000])  # other target sizes for the curve
     # the curve is sized to keep the default run under 20 min of one-thread CPU (docs/adapt.md): one block vs all
     # layers, the paper's comparison, with 2 seeds (a 10000-image run costs about 2.5x a 1000-image one)
-    curve_variants: list[str] = field(default_factory=lambda: ["block1", "all"])  # rerun at curve_sizes
-    curve_seeds: int = 2  # seeds of the curve runs (the first ones of the main table; 0: all seeds)
+    curve_variants: list[str] = field(default_factory=lambda: ["block1", "head", "all"])  # rerun at curve_sizes
+    curve_seeds: int = 0  # seeds of the curve runs (the first ones of the main table; 0: all seeds)
     n_val: int = 500  # held-out target images that choose the learning rate
     n_test: int = 2000  # target test images behind every reported accuracy
     finetune: Finetune = field(default_factory=Finetune)  # every variant's fine-tuning
@@ -530,14 +530,15 @@ QUICK = {"train.steps": 30, "train.batch_size": 32, "recalibrate": 500, "shifts"
 RESNET26 = {"model": "resnet26", "train.steps": 150, "train.batch_size": 64, "recalibrate": 2000,
             "shifts": ["gaussian_noise:5", "contrast:2", "labels"],
             "variants": ["none", "block1", "block2", "block3", "head", "all", "auto-rgn"], "curve_sizes": [100],
-            "curve_variants": ["block1", "all"], "finetune.steps": 30, "seeds": 2, "n_val": 300, "n_test": 1000}
+            "curve_variants": ["block1", "all"], "curve_seeds": 2, "finetune.steps": 30, "seeds": 2, "n_val": 300,
+            "n_test": 1000}
 # the 6 corruptions the default table leaves out: same protocol and source model, 2 seeds, no curve (CPU-sized)
 MORE_SHIFTS = {"shifts": ["shot_noise:5", "motion_blur:5", "brightness:5", "pixelate:5", "jpeg:5", "elastic:5"],
-               "curve_variants": [], "seeds": 2}
+               "curve_variants": [], "curve_seeds": 2, "seeds": 2}
 # lower severities of the 4 corruptions where block 1 won at severity 5 (contrast:2 is in the default table):
 # severities 1 and 3 only, 2 seeds, no curve; all 1..4 (15 shifts, ~75 s of one-thread CPU each) would be ~20 min
 SEVERITIES = {"shifts": [f"{c}:{s}" for c in ("gaussian_noise", "impulse_noise", "defocus_blur", "contrast")
-                         for s in (1, 3)], "curve_sizes": [], "curve_variants": [], "seeds": 2}
+                         for s in (1, 3)], "curve_sizes": [], "curve_variants": [], "curve_seeds": 2, "seeds": 2}
 
 EXPERIMENTS = [
     Experiment("surgical-finetune", "Surgical fine-tuning: which ResNet block to tune per distribution shift, "
