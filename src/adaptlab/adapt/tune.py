@@ -208,7 +208,7 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, tune: str | Iterable[str
         acc = accuracy(snap.eval(), x_val, y_val)
         ev = hist.setdefault("eval", {"step": [], "acc": []})
         if not ev["acc"] or acc > max(ev["acc"]):
-            hist["best_state"] = copy.deepcopy(snap.state_dict())  # in the history, so a resumed run keeps it
+            hist["best_state"] = snap.state_dict()  # snap is a private copy; in the history, so a resumed run keeps it
             hist["best_step"] = step
         ev["step"].append(step)
         ev["acc"].append(acc)
